@@ -1,0 +1,55 @@
+"""Shared test helpers: synthetic CTs, nnU-Net reference runs, player maps."""
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from ShapSegExplainLib.case import Case
+from ShapSegExplainLib.evaluator import CoalitionEvaluator, RoiPlan, baseline_value
+
+
+def synthetic_ct(shape_zyx=(20, 36, 36), spacing_xyz=(1.5, 1.5, 3.0), seed=0) -> sitk.Image:
+    """A small body-like CT in HU: air, a soft-tissue ellipse, a few bright and dark blobs, noise."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.indices(shape_zyx).astype(float)
+    cz, cy, cx = (np.array(shape_zyx) - 1) / 2
+    body = ((y - cy) / (0.45 * shape_zyx[1])) ** 2 + ((x - cx) / (0.42 * shape_zyx[2])) ** 2 < 1
+    arr = np.where(body, 40.0, -1000.0)
+    for _ in range(4):
+        c = rng.uniform(0.25, 0.75, 3) * shape_zyx
+        r = rng.uniform(2.5, 5.0)
+        blob = ((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2) < r ** 2
+        arr[blob & body] = rng.choice([-100.0, 150.0, 300.0])
+    arr += rng.normal(0, 15, shape_zyx)
+    img = sitk.GetImageFromArray(arr.astype(np.int16))
+    img.SetSpacing(spacing_xyz)
+    img.SetOrigin((-20.0, 10.0, 5.0))
+    return img
+
+
+def reference_logits(case: Case, data: np.ndarray | None = None) -> torch.Tensor:
+    """nnU-Net's own logits for the whole preprocessed image (fold ensemble included)."""
+    d = torch.from_numpy(case.data if data is None else data)
+    return case.model.predictor.predict_logits_from_preprocessed_data(d)
+
+
+def perturbed_data(ev: CoalitionEvaluator, coalition: np.ndarray, player_map: np.ndarray,
+                   plan: RoiPlan, hu: float = -1024.0) -> np.ndarray:
+    """The whole preprocessed image with the absent players' voxels set to the baseline."""
+    absent_ids = np.flatnonzero(~coalition)
+    on_image = plan.crop_to_image(player_map.astype(np.int64), -1)
+    mask = np.isin(on_image, absent_ids) & (on_image >= 0)
+    data = ev.case.data.copy()
+    values = baseline_value(ev.model, hu)
+    for c in range(data.shape[0]):
+        data[c][mask] = values[c]
+    return data
+
+
+def random_coalitions(rng: np.random.Generator, k: int, m: int) -> np.ndarray:
+    """k coalitions with sizes uniform on 0..m."""
+    out = np.zeros((k, m), bool)
+    for i in range(k):
+        out[i, rng.permutation(m)[:rng.integers(0, m + 1)]] = True
+    return out
