@@ -126,9 +126,19 @@ class NNUNetModel:
                     str(self.model_dir), tuple(self.folds), self.settings.checkpoint)
         except ShapSegError:
             raise
-        except (KeyError, ValueError, RuntimeError, OSError, AttributeError, TypeError) as e:
-            raise ShapSegError(f"cannot load the nnU-Net model in {self.model_dir}: {type(e).__name__}: {e}",
+        except Exception as e:  # noqa: BLE001 - anything nnU-Net raises on a broken folder
+            detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            if "NoneType" in detail and "build_network_architecture" in detail:
+                detail = f"trainer class '{self._trainer_name()}' is not installed"
+            raise ShapSegError(f"cannot load the nnU-Net model in {self.model_dir}: {type(e).__name__}: {detail}",
                                "bad_model") from e
+
+    def _trainer_name(self) -> str:
+        ckpt = self.model_dir / f"fold_{self.folds[0]}" / self.settings.checkpoint
+        try:
+            return str(torch.load(ckpt, map_location="cpu", weights_only=False).get("trainer_name", "?"))
+        except Exception:  # noqa: BLE001
+            return "?"
 
     def _fold_networks(self) -> list[torch.nn.Module]:
         base = self.predictor.network

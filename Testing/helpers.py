@@ -7,6 +7,7 @@ import torch
 
 from ShapSegExplainLib.case import Case
 from ShapSegExplainLib.evaluator import CoalitionEvaluator, RoiPlan, baseline_value
+from ShapSegExplainLib.sampling import uniform_size_coalitions as random_coalitions  # noqa: F401
 
 
 def synthetic_ct(shape_zyx=(20, 36, 36), spacing_xyz=(1.5, 1.5, 3.0), seed=0) -> sitk.Image:
@@ -46,10 +47,3 @@ def perturbed_data(ev: CoalitionEvaluator, coalition: np.ndarray, player_map: np
         data[c][mask] = values[c]
     return data
 
-
-def random_coalitions(rng: np.random.Generator, k: int, m: int) -> np.ndarray:
-    """k coalitions with sizes uniform on 0..m."""
-    out = np.zeros((k, m), bool)
-    for i in range(k):
-        out[i, rng.permutation(m)[:rng.integers(0, m + 1)]] = True
-    return out
