@@ -88,3 +88,15 @@ def test_bad_coalitions_and_player_maps_are_rejected(setting):
         CoalitionEvaluator(model, case, plan, pmap[:-1], m)
     with pytest.raises(ShapSegError, match="strategy"):
         CoalitionEvaluator(model, case, plan, pmap, m, strategy="fast")
+
+
+@pytest.mark.parametrize("baseline", ["blur", "mean"])
+def test_other_baselines_are_exact_across_strategies(setting, baseline):
+    m = setting[4]
+    coalitions = random_coalitions(np.random.default_rng(3), 20, m)
+    coalitions[0] = False
+    plain, _ = _run(setting, "roi", coalitions, baseline=baseline)
+    memo, _ = _run(setting, "memo", coalitions, baseline=baseline)
+    const, _ = _run(setting, "memo", coalitions)
+    assert torch.equal(plain, memo)
+    assert not torch.equal(memo[0], const[0])       # the baseline matters when all players are absent
