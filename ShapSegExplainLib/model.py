@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -33,7 +33,6 @@ class ModelSettings:
     tile_step_size: float = 0.5
     device: str = "auto"
     batch_size: int = 4
-    extra: dict = field(default_factory=dict)
 
 
 def resolve_device(device: str) -> torch.device:
