@@ -5,7 +5,7 @@ On the real CT in ../shared/data/totalseg-example with a random-weight nnU-Net m
 Coalitions have a uniform size distribution; two kinds of players: organ-like
 (TotalSegmentator labels in the crop, few per tile) and supervoxel-like (blocks of
 12 mm in the ROI's support, many per tile). Also measures forwards per second by
-batch size. Run:  python benchmarks/bench_engine.py [--coalitions 96] [--json out.json]
+batch size and checks channels-last 3D. Run:  python benchmarks/bench_engine.py [--coalitions 96] [--only-throughput]
 """
 from __future__ import annotations
 
@@ -94,12 +94,33 @@ def forwards_per_second(model, plan, case, sizes=(1, 2, 4, 8), n=16):
     return out
 
 
+def channels_last_check(model, plan, case, bs=4, n=16):
+    """Channels-last 3D against the default layout: tiles/s and the largest output difference."""
+    import copy
+    ev = CoalitionEvaluator(model, case, plan, np.full(plan.crop_shape, -1), 1)
+    x = torch.stack([ev.tile_inputs[0]] * bs)
+    plain = model.networks[0]
+    cl = copy.deepcopy(plain).to(memory_format=torch.channels_last_3d)
+    xcl = x.contiguous(memory_format=torch.channels_last_3d)
+    out = {}
+    with torch.inference_mode():
+        for name, net, inp in (("default", plain, x), ("channels_last_3d", cl, xcl)):
+            net(inp)
+            t0 = time.perf_counter()
+            for _ in range(n // bs):
+                y = net(inp)
+            out[name] = {"tiles_per_s": (n // bs) * bs / (time.perf_counter() - t0), "y": y}
+    diff = float((out["default"]["y"] - out["channels_last_3d"]["y"]).abs().max())
+    return {k: v["tiles_per_s"] for k, v in out.items()} | {"max_abs_diff": diff}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--coalitions", type=int, default=96)
     ap.add_argument("--batch", type=int, default=32, help="coalitions per evaluate() call")
     ap.add_argument("--mirroring", action="store_true", help="with mirroring TTA (8 passes per tile)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--only-throughput", action="store_true", help="skip the strategy comparison")
     args = ap.parse_args(argv)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, CPU")
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,18 +139,24 @@ def main(argv=None):
               f"crop {plan.crop_shape}, passes per tile {model.passes_per_tile}")
         rng = np.random.default_rng(0)
         results = {}
-        organ_map, m_org = in_support(plan, case, label_players(plan, labels)[0])
-        sv_map, m_sv = in_support(plan, case, block_players(plan, case.spacing, 12.0)[0])
-        for pname, (pmap, m) in {"organ_like": (organ_map, m_org), "supervoxel_like": (sv_map, m_sv)}.items():
-            for dname, sampler in {"uniform": uniform_size_coalitions, "kernelshap": kernelshap_like}.items():
-                coalitions = sampler(rng, args.coalitions, m)
-                title = f"{pname} players, {dname} coalitions"
-                results[f"{pname}/{dname}"] = bench_players(title, model, case, plan, pmap, m, coalitions,
-                                                            args.batch)
+        if not args.only_throughput:
+            organ_map, m_org = in_support(plan, case, label_players(plan, labels)[0])
+            sv_map, m_sv = in_support(plan, case, block_players(plan, case.spacing, 12.0)[0])
+            for pname, (pmap, m) in {"organ_like": (organ_map, m_org), "supervoxel_like": (sv_map, m_sv)}.items():
+                for dname, sampler in {"uniform": uniform_size_coalitions, "kernelshap": kernelshap_like}.items():
+                    coalitions = sampler(rng, args.coalitions, m)
+                    title = f"{pname} players, {dname} coalitions"
+                    results[f"{pname}/{dname}"] = bench_players(title, model, case, plan, pmap, m, coalitions,
+                                                                args.batch)
         fps = forwards_per_second(model, plan, case)
         print("\n== tile forwards per second by batch size (patch %s, %d passes per tile): %s" % (
             model.patch_size, model.passes_per_tile, ", ".join(f"bs {k}: {v:.1f}/s" for k, v in fps.items())))
+        cl = channels_last_check(model, plan, case)
+        print(f"== channels_last_3d at batch 4: {cl['channels_last_3d']:.1f} tiles/s vs default "
+              f"{cl['default']:.1f} tiles/s; max |output difference| {cl['max_abs_diff']:.2e} "
+              f"({'bitwise equal' if cl['max_abs_diff'] == 0 else 'not bitwise, so off by default'})")
         results["forwards_per_second"] = fps
+        results["channels_last"] = cl
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=float))
 
