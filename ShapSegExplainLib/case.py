@@ -85,8 +85,11 @@ class Case:
             sitk.WriteImage(image, f, False)
             return reader.read_seg(f) if seg else reader.read_images([f])
 
-    def labels_to_network(self, labels: np.ndarray | sitk.Image) -> np.ndarray:
-        """A label map in the CT's geometry (SimpleITK array order or image) on the network grid."""
+    def labels_to_network(self, labels: np.ndarray | sitk.Image, nearest: bool = False) -> np.ndarray:
+        """A label map in the CT's geometry (SimpleITK array order or image) on the network grid.
+
+        ``nearest`` resamples with nnU-Net's resampler at order 0 (any number of labels,
+        no new boundaries); otherwise with the configuration's ``resampling_fn_seg``."""
         image = self.as_ct_image(labels, np.int16)
         seg, _ = self._read_with_reader(image, seg=True)
         pm, cm = self.model.plans_manager, self.model.configuration_manager
@@ -95,7 +98,12 @@ class Case:
         seg = seg[(slice(None), *[slice(a, b) for a, b in bbox])]
         if tuple(seg.shape[1:]) != self.shape:
             spacing = [self.properties["spacing"][i] for i in pm.transpose_forward]
-            seg = cm.resampling_fn_seg(seg, self.shape, spacing, cm.spacing)
+            if nearest:
+                from nnunetv2.preprocessing.resampling.default_resampling import resample_data_or_seg_to_shape
+                seg = resample_data_or_seg_to_shape(seg.astype(np.float32), self.shape, spacing, cm.spacing,
+                                                    is_seg=True, order=0, order_z=0)
+            else:
+                seg = cm.resampling_fn_seg(seg, self.shape, spacing, cm.spacing)
         return np.asarray(seg[0]).astype(np.int32)
 
     def as_ct_image(self, array: np.ndarray | sitk.Image, dtype=np.int16) -> sitk.Image:
@@ -134,7 +142,15 @@ class Case:
         if not all(0 <= c <= s - 1 for c, s in zip(ijk, size)):
             raise ShapSegError(f"point {tuple(round(float(c), 1) for c in ijk)} is outside the CT "
                                f"(size {size})", "roi_outside")
+        coords = self._reader_axes()
+        point = [int(round(c)) for c in ijk]
+        hit = np.argwhere((coords[0] == point[0] + 1) & (coords[1] == point[1] + 1) & (coords[2] == point[2] + 1))
+        return [float(v) for v in hit[0]]
+
+    def _reader_axes(self) -> list[np.ndarray]:
+        """For each CT axis, an array in the reader's layout holding that CT index + 1."""
         if self._axes is None:
+            size = self.ct.GetSize()
             coords = []
             for axis in range(3):
                 grid = np.zeros(sitk.GetArrayViewFromImage(self.ct).shape, np.int16)
@@ -145,10 +161,38 @@ class Case:
                 arr, _ = self._read_with_reader(self.as_ct_image(grid), seg=True)
                 coords.append(arr[0])
             self._axes = coords
-        coords = self._axes
-        point = [int(round(c)) for c in ijk]
-        hit = np.argwhere((coords[0] == point[0] + 1) & (coords[1] == point[1] + 1) & (coords[2] == point[2] + 1))
-        return [float(v) for v in hit[0]]
+        return self._axes
+
+    def network_to_index(self, points) -> np.ndarray:
+        """Continuous network-grid positions (n, 3) -> continuous CT indices (i, j, k), (n, 3).
+
+        The inverse of ``index_to_network``: undo the resampling (voxel centres map as in
+        nnU-Net's resize), the crop and the transpose, then the reader's axis permutation,
+        which is read off ``_reader_axes`` as an affine map (readers permute and flip)."""
+        pts = np.atleast_2d(np.asarray(points, dtype=np.float64))
+        pm = self.model.plans_manager
+        bbox = self.properties["bbox_used_for_cropping"]
+        before = self.properties["shape_after_cropping_and_before_resampling"]
+        scale = np.array(self.shape, float) / np.array(before, float)
+        t = (pts + 0.5) / scale - 0.5 + np.array([b[0] for b in bbox], float)
+        raw = np.empty_like(t)
+        raw[:, list(pm.transpose_forward)] = t
+        coords = self._reader_axes()
+        origin = np.array([c[0, 0, 0] for c in coords], float) - 1
+        steps = np.zeros((3, 3))
+        for d in range(3):
+            e = [0, 0, 0]
+            e[d] = 1
+            steps[:, d] = np.array([c[tuple(e)] for c in coords], float) - 1 - origin
+        return origin + raw @ steps.T
+
+    def network_to_ras(self, points) -> np.ndarray:
+        """Continuous network-grid positions (n, 3) -> RAS mm (Slicer's convention), (n, 3)."""
+        out = []
+        for ijk in self.network_to_index(points):
+            x, y, z = self.ct.TransformContinuousIndexToPhysicalPoint([float(v) for v in ijk])
+            out.append((-x, -y, z))
+        return np.array(out, dtype=np.float64).reshape(-1, 3)
 
     # ----- network -> CT ----------------------------------------------------------------
     def labels_to_ct(self, labels: np.ndarray, fill: int = 0) -> np.ndarray:
@@ -184,16 +228,16 @@ class Case:
         return sitk.GetArrayFromImage(image).astype(np.int32)
 
 
-def check_same_geometry(ct: sitk.Image, other: sitk.Image, name: str = "mask") -> None:
+def check_same_geometry(ct: sitk.Image, other: sitk.Image, name: str = "mask", code: str = "bad_mask") -> None:
     """Same size, spacing, origin and direction (to 1e-3 mm / 1e-4)."""
     if other.GetDimension() != 3 or other.GetSize() != ct.GetSize():
-        raise ShapSegError(f"{name} size {other.GetSize()} differs from the CT's {ct.GetSize()}", "bad_mask")
+        raise ShapSegError(f"{name} size {other.GetSize()} differs from the CT's {ct.GetSize()}", code)
     for what, a, b, tol in (("spacing", other.GetSpacing(), ct.GetSpacing(), 1e-3),
                             ("origin", other.GetOrigin(), ct.GetOrigin(), 1e-2),
                             ("direction", other.GetDirection(), ct.GetDirection(), 1e-4)):
         if not np.allclose(a, b, atol=tol):
             raise ShapSegError(f"{name} {what} {tuple(round(x, 3) for x in a)} differs from the CT's "
-                               f"{tuple(round(x, 3) for x in b)}", "bad_mask")
+                               f"{tuple(round(x, 3) for x in b)}", code)
 
 
 def prepare_case(ct: sitk.Image | str | Path, model: NNUNetModel) -> Case:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Sequence
 
@@ -103,6 +104,91 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def add_player_args(p: argparse.ArgumentParser) -> None:
+    from .players import ABSTRACTIONS, PlayerSettings
+    d = PlayerSettings()
+    g = p.add_argument_group("players")
+    g.add_argument("--players", default=d.abstraction, choices=ABSTRACTIONS,
+                   help="organ units, FCC supervoxels, hybrid organ-aware supervoxels, or SLIC (default %(default)s)")
+    g.add_argument("--spacing-mm", type=float, default=d.spacing_mm,
+                   help="FCC lattice spacing D in mm; also the target SLIC size (default %(default)s)")
+    g.add_argument("--margin-mm", type=float, default=d.margin_mm,
+                   help="fine players within this distance of the ROI; the rest of the crop is one "
+                        "context player (default %(default)s)")
+    g.add_argument("--min-size-ml", type=float, default=None,
+                   help="smaller pieces join a neighbour (default: a quarter of an FCC cell)")
+    g.add_argument("--speck-ml", type=float, default=d.speck_ml,
+                   help="anatomy pieces smaller than this join their main neighbour (default %(default)s)")
+    g.add_argument("--anatomy", default=None,
+                   help="label map in the CT's geometry (.nii.gz, .nrrd, .seg.nrrd), e.g. TotalSegmentator's; "
+                        "default: the model's own prediction")
+    g.add_argument("--anatomy-labels", default=None,
+                   help="label names for --anatomy: JSON ({\"1\": \"spleen\"} or a dataset.json) or a colour table")
+    g.add_argument("--slic-compactness", type=float, default=d.slic_compactness, help="SLIC compactness")
+    g.add_argument("--slic-segments", type=int, default=None, help="SLIC segments (default: support / cell volume)")
+    g.add_argument("--no-slic-anatomy", action="store_true", help="do not cut SLIC regions along the anatomy map")
+
+
+def player_settings(args, abstraction: str | None = None):
+    from .players import PlayerSettings
+    return PlayerSettings(abstraction=abstraction or args.players, spacing_mm=args.spacing_mm,
+                          margin_mm=args.margin_mm, min_size_ml=args.min_size_ml, speck_ml=args.speck_ml,
+                          slic_compactness=args.slic_compactness, slic_segments=args.slic_segments,
+                          slic_anatomy=not args.no_slic_anatomy).check()
+
+
+def cmd_players(args) -> int:
+    """Build the players of one abstraction (or all, --compare) and print their summary and table."""
+    from .evaluator import plan_roi
+    from .player_stats import map_summary, player_table
+    from .players import ABSTRACTIONS, players_for_case
+    from .roi import UnperturbedPrediction
+
+    model, case, target, roi = load_inputs(args)
+    plan = plan_roi(model, case, roi)
+    predictor = UnperturbedPrediction(case)
+    out = []
+    for abstraction in (ABSTRACTIONS if args.compare else (args.players,)):
+        pmap = players_for_case(case, plan, player_settings(args, abstraction), args.anatomy,
+                                args.anatomy_labels, predictor)
+        rows = player_table(pmap, plan, case.spacing, case.network_to_ras)
+        out.append({"summary": map_summary(pmap, plan, case.spacing, rows), "players": rows})
+    if args.json:
+        print(json.dumps(out if args.compare else out[0], indent=2))
+    elif args.compare:
+        _print_compare([o["summary"] for o in out])
+    else:
+        _print_players(out[0])
+    return 0
+
+
+def _print_compare(summaries: list[dict]) -> None:
+    print(f"{'players':>8} {'count':>6} {'mean mL':>8} {'min mL':>7} {'max mL':>7} {'purity':>7} "
+          f"{'per tile':>9} {'max/tile':>8}")
+    for s in summaries:
+        print(f"{s['abstraction']:>8} {s['players']:>6} {s['mean_ml']:>8.2f} {s['min_ml']:>7.2f} "
+              f"{s['max_ml']:>7.2f} {s['mean_purity']:>7.3f} {s['mean_players_per_tile']:>9.1f} "
+              f"{s['max_players_per_tile']:>8}")
+    s = summaries[0]
+    print(f"support {s['support_ml']} mL, context {s['context_ml']} mL, {s['tiles']} ROI tiles; "
+          f"anatomy: {s['anatomy_source']} ({s['anatomy_reassigned_voxels']} speck voxels reassigned); "
+          "sizes and purity are means over the support players")
+
+
+def _print_players(result: dict) -> None:
+    s = result["summary"]
+    print(f"{s['abstraction']}: {s['players']} players ({s['support_players']} in the {s['support_ml']} mL support "
+          f"+ context {s['context_ml']} mL); mean {s['mean_ml']} mL, mean purity {s['mean_purity']}; "
+          f"players per ROI tile: mean {s['mean_players_per_tile']}, max {s['max_players_per_tile']} "
+          f"of {s['tiles']} tiles")
+    print(f"{'id':>4}  {'name':<28} {'organ':<20} {'mL':>8} {'purity':>6} {'in ROI':>6}  centroid RAS (mm)")
+    for r in result["players"]:
+        purity = "" if r["purity"] is None else f"{r['purity']:.2f}"
+        ras = ", ".join(f"{v:.1f}" for v in r["centroid_ras"])
+        print(f"{r['id']:>4}  {r['name'][:28]:<28} {str(r['organ'] or '')[:20]:<20} {r['ml']:>8.2f} {purity:>6} "
+              f"{r['roi_voxels']:>6}  ({ras})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shapseg", description="Shapley explanations of nnU-Net CT segmentations")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
@@ -114,6 +200,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_roi_args(p)
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.set_defaults(func=cmd_inspect)
+    p = sub.add_parser("players", help="split the ROI's surroundings into players; print their table")
+    p.add_argument("--ct", required=True, help="CT: NIfTI, NRRD, ... or a DICOM folder")
+    p.add_argument("--target", required=True, help="target class name or label value")
+    add_model_args(p)
+    add_roi_args(p)
+    add_player_args(p)
+    p.add_argument("--compare", action="store_true", help="build every abstraction and print one line each")
+    p.add_argument("--json", action="store_true", help="print JSON (summary and players)")
+    p.set_defaults(func=cmd_players)
     return parser
 
 
@@ -125,6 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ShapSegError as e:
         print(f"shapseg: error: {e.message}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         print("shapseg: interrupted", file=sys.stderr)
         return 130

@@ -7,7 +7,7 @@ from helpers import perturbed_data, random_coalitions, reference_logits, synthet
 from ShapSegExplainLib.case import prepare_case
 from ShapSegExplainLib.evaluator import CoalitionEvaluator, plan_roi
 from ShapSegExplainLib.model import load_model
-from ShapSegExplainLib.players import block_players
+from ShapSegExplainLib.partitions import block_players
 
 CASES = {
     # name: (model, mirroring, CT shape zyx, CT spacing xyz)

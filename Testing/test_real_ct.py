@@ -9,7 +9,7 @@ from ShapSegExplainLib.case import prepare_case
 from ShapSegExplainLib.evaluator import CoalitionEvaluator, plan_roi
 from ShapSegExplainLib.model import load_model
 from ShapSegExplainLib.model_folder import ModelSpec, write_model_folder
-from ShapSegExplainLib.players import label_players
+from ShapSegExplainLib.partitions import label_players
 
 
 @pytest.mark.slow

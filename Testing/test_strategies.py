@@ -7,7 +7,7 @@ from helpers import random_coalitions, synthetic_ct
 from ShapSegExplainLib.case import prepare_case
 from ShapSegExplainLib.evaluator import CoalitionEvaluator, plan_roi
 from ShapSegExplainLib.model import load_model
-from ShapSegExplainLib.players import block_players
+from ShapSegExplainLib.partitions import block_players
 
 
 @pytest.fixture(scope="module")

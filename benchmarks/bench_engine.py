@@ -2,10 +2,12 @@
 
 On the real CT in ../shared/data/totalseg-example with a random-weight nnU-Net model
 (nnU-Net's own format and code) whose tile grid has several tiles across the ROI.
-Coalitions have a uniform size distribution; two kinds of players: organ-like
-(TotalSegmentator labels in the crop, few per tile) and supervoxel-like (blocks of
-12 mm in the ROI's support, many per tile). Also measures forwards per second by
-batch size and checks channels-last 3D. Run:  python benchmarks/bench_engine.py [--coalitions 96] [--only-throughput]
+Players are the project's own abstractions (``players_for_case``) with the
+TotalSegmentator map as anatomy: organ units (few per tile), FCC and hybrid
+supervoxels (many per tile); coalitions of uniform size or KernelSHAP-like (full,
+empty, sizes 1 and M-1, then pairs). Also measures forwards per second by batch size
+and checks channels-last 3D. Run:
+  python benchmarks/bench_engine.py [--coalitions 96] [--players organ fcc hybrid] [--only-throughput]
 """
 from __future__ import annotations
 
@@ -18,25 +20,17 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
-from scipy import ndimage
 
 from ShapSegExplainLib.case import prepare_case
 from ShapSegExplainLib.evaluator import CoalitionEvaluator, plan_roi
 from ShapSegExplainLib.model import load_model
 from ShapSegExplainLib.model_folder import ModelSpec, write_model_folder
-from ShapSegExplainLib.players import block_players, compact_ids, label_players
+from ShapSegExplainLib.players import ABSTRACTIONS, PlayerSettings, players_for_case
 from ShapSegExplainLib.sampling import uniform_size_coalitions
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "totalseg-example"
 SPEC = ModelSpec(labels={"background": 0, "kidney_left": 1, "liver": 2, "spleen": 3},
                  patch_size=(32, 48, 48), spacing=(3.0, 3.0, 3.0), features=(8, 16, 32, 64), seed=7)
-
-
-def in_support(plan, case, players, margin_mm=15.0):
-    """Keep players inside the ROI dilated by a margin; the rest of the crop is one context player."""
-    support = ndimage.binary_dilation(plan.roi_in_crop, iterations=int(round(margin_mm / min(case.spacing))))
-    pmap, m = compact_ids(np.where(support & (players >= 0), players, -1))
-    return np.where(plan.image_in_crop & (pmap < 0), m, pmap), m + 1
 
 
 def kernelshap_like(rng, k, m):
@@ -119,6 +113,8 @@ def main(argv=None):
     ap.add_argument("--coalitions", type=int, default=96)
     ap.add_argument("--batch", type=int, default=32, help="coalitions per evaluate() call")
     ap.add_argument("--mirroring", action="store_true", help="with mirroring TTA (8 passes per tile)")
+    ap.add_argument("--players", nargs="+", default=["organ", "fcc", "hybrid"], choices=ABSTRACTIONS)
+    ap.add_argument("--samplers", nargs="+", default=["uniform", "kernelshap"], choices=["uniform", "kernelshap"])
     ap.add_argument("--json", default=None)
     ap.add_argument("--only-throughput", action="store_true", help="skip the strategy comparison")
     args = ap.parse_args(argv)
@@ -140,14 +136,15 @@ def main(argv=None):
         rng = np.random.default_rng(0)
         results = {}
         if not args.only_throughput:
-            organ_map, m_org = in_support(plan, case, label_players(plan, labels)[0])
-            sv_map, m_sv = in_support(plan, case, block_players(plan, case.spacing, 12.0)[0])
-            for pname, (pmap, m) in {"organ_like": (organ_map, m_org), "supervoxel_like": (sv_map, m_sv)}.items():
-                for dname, sampler in {"uniform": uniform_size_coalitions, "kernelshap": kernelshap_like}.items():
-                    coalitions = sampler(rng, args.coalitions, m)
-                    title = f"{pname} players, {dname} coalitions"
-                    results[f"{pname}/{dname}"] = bench_players(title, model, case, plan, pmap, m, coalitions,
-                                                                args.batch)
+            samplers = {"uniform": uniform_size_coalitions, "kernelshap": kernelshap_like}
+            for abstraction in args.players:
+                pm = players_for_case(case, plan, PlayerSettings(abstraction=abstraction), DATA / "seg_total.nii.gz",
+                                      DATA / "labels_total.json")
+                for dname in args.samplers:
+                    coalitions = samplers[dname](rng, args.coalitions, pm.n_players)
+                    title = f"{abstraction} players, {dname} coalitions"
+                    results[f"{abstraction}/{dname}"] = bench_players(title, model, case, plan, pm.ids,
+                                                                      pm.n_players, coalitions, args.batch)
         fps = forwards_per_second(model, plan, case)
         print("\n== tile forwards per second by batch size (patch %s, %d passes per tile): %s" % (
             model.patch_size, model.passes_per_tile, ", ".join(f"bs {k}: {v:.1f}/s" for k, v in fps.items())))
