@@ -172,7 +172,7 @@ def _print_compare(summaries: list[dict]) -> None:
     s = summaries[0]
     print(f"support {s['support_ml']} mL, context {s['context_ml']} mL, {s['tiles']} ROI tiles; "
           f"anatomy: {s['anatomy_source']} ({s['anatomy_reassigned_voxels']} speck voxels reassigned); "
-          "sizes and purity are means over the support players")
+          "counts include the context player; sizes and purity are means over the support players")
 
 
 def _print_players(result: dict) -> None:

@@ -79,3 +79,10 @@ def brute_force_nearest(pts_mm: np.ndarray, spacing_mm: float, reach: int = 3) -
     d2 = ((cand * a - pts_mm[:, None, :]) ** 2).sum(-1)
     d2[~cand_ok] = np.inf
     return cand[np.arange(len(pts_mm)), d2.argmin(1)]
+
+
+def interior_cell_volumes(pmap: PlayerMap, spacing) -> np.ndarray:
+    """Volumes (mm³) of FCC players that touch neither the support's edge nor the crop's."""
+    touch_edge = ndimage.binary_dilation(~pmap.support, border_value=1) & pmap.support
+    whole = [p.id for p in pmap.players if p.kind == "fcc" and not touch_edge[pmap.ids == p.id].any()]
+    return np.array([(pmap.ids == i).sum() for i in whole]) * float(np.prod(spacing))

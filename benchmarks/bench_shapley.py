@@ -64,22 +64,27 @@ def main(argv=None):
                 budget = f * m
                 errs = {k: [] for k in args.methods}
                 secs = {k: 0.0 for k in args.methods}
+                evals = {k: 0 for k in args.methods}
                 for seed in range(args.seeds):
-                    game = unanimity_game(m, order, seed=1000 + seed)
-                    truth = game.shapley()
+                    truth = unanimity_game(m, order, seed=1000 + seed).shapley()
                     for name in args.methods:
+                        game = unanimity_game(m, order, seed=1000 + seed)
                         t0 = time.perf_counter()
                         est = METHODS[name](game, m, budget, seed)
                         secs[name] += time.perf_counter() - t0
+                        evals[name] = max(evals[name], game.evaluations)
                         errs[name].append(np.linalg.norm(est - truth) / np.linalg.norm(truth))
                 row = {"order": order, "players": m, "budget": budget,
                        "mean_rel_error": {k: float(np.mean(v)) for k, v in errs.items()},
-                       "seconds": {k: secs[k] / args.seeds for k in args.methods}}
+                       "seconds": {k: secs[k] / args.seeds for k in args.methods},
+                       "max_evaluations": evals}
                 results.append(row)
                 best_peer = min(v for k, v in row["mean_rel_error"].items() if k != "ShapSegExplain")
                 cells = "  ".join(f"{k}: {v:.4f}" for k, v in row["mean_rel_error"].items())
                 verdict = "ours <= best peer" if row["mean_rel_error"]["ShapSegExplain"] <= best_peer else "PEER BETTER"
-                print(f"order {order}  M={m:3d}  budget {budget:5d}  {cells}  [{verdict}]", flush=True)
+                used = ", ".join(f"{v}" for v in evals.values())
+                print(f"order {order}  M={m:3d}  budget {budget:5d}  {cells}  [{verdict}]  (evaluations used: {used})",
+                      flush=True)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)
