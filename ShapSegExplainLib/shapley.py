@@ -34,6 +34,7 @@ from .errors import ShapSegError
 
 Game = Callable[[np.ndarray], np.ndarray]
 SIZE_SAMPLING = ("leverage", "kernel", "sqrt_kernel")
+RIDGES = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1)
 
 
 @dataclass
@@ -109,7 +110,7 @@ class KernelShapRun:
 
     def __init__(self, game: Game, n_players: int, seed: int = 0, resamples: int = 64,
                  size_sampling: str = "leverage", se_method: str = "jackknife",
-                 always_singletons: bool = False) -> None:
+                 always_singletons: bool = False, shrinkage: str = "cv") -> None:
         if n_players < 2:
             raise ValueError("KernelSHAP needs at least 2 players")
         self.game, self.m, self.seed, self.n_boot = game, int(n_players), int(seed), int(resamples)
@@ -129,6 +130,9 @@ class KernelShapRun:
             raise ValueError(f"size_sampling must be one of {SIZE_SAMPLING}")
         self.size_sampling = size_sampling
         self.always_singletons = bool(always_singletons)
+        if shrinkage not in ("cv", "none"):
+            raise ValueError("shrinkage must be cv or none")
+        self.shrinkage, self.ridge = shrinkage, 0.0
         self.stratum_draws: dict[int, int] = {}
 
     # -- evaluation bookkeeping
@@ -256,10 +260,10 @@ class KernelShapRun:
                        stratum=stratum, stratum_mass=mass)
         return out
 
-    def fit(self, pair_counts: np.ndarray | None = None, system: dict | None = None) -> np.ndarray:
-        """Constrained weighted least squares; ``pair_counts`` overrides the draw counts (bootstrap)."""
-        sys_ = system or self._system()
+    def _normal(self, sys_: dict, pair_counts: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Normal matrix, right-hand side and per-pair row weights for given draw counts."""
         a, b = sys_["a"].copy(), sys_["b"].copy()
+        w = np.zeros(0)
         if "xa" in sys_:
             c = sys_["counts"] if pair_counts is None else pair_counts
             per_stratum = np.bincount(sys_["stratum"], weights=c, minlength=len(sys_["stratum_mass"]))
@@ -269,7 +273,40 @@ class KernelShapRun:
                 xw = xs * w[:, None]
                 a += xw.T @ xs
                 b += xw.T @ ys
-        return _constrained_solve(a, b, self.vn - self.v0)
+        return a, b, w
+
+    def fit(self, pair_counts: np.ndarray | None = None, system: dict | None = None,
+            ridge: float | None = None) -> np.ndarray:
+        """Constrained weighted least squares (``pair_counts`` overrides the draw counts), with
+        the ridge chosen by ``choose_ridge`` unless given."""
+        sys_ = system or self._system()
+        a, b, _ = self._normal(sys_, pair_counts)
+        return _constrained_solve(a, b, self.vn - self.v0, self.ridge if ridge is None else ridge)
+
+    def choose_ridge(self, system: dict | None = None, folds: int = 10) -> float:
+        """Ridge strength by cross-validation over the sampled pair draws: the weighted
+        held-out loss of each candidate, summed over folds; 0 wins ties (games the fit
+        reproduces exactly, e.g. of order <= 2, keep an unbiased, exact fit)."""
+        sys_ = system or self._system()
+        if self.shrinkage != "cv" or "xa" not in sys_ or len(sys_["counts"]) < folds:
+            self.ridge = 0.0
+            return 0.0
+        counts = sys_["counts"]
+        _, _, w_all = self._normal(sys_, None)
+        rng = np.random.default_rng([self.seed, self.n_draws, 1])
+        loss = np.zeros(len(RIDGES))
+        for held in np.array_split(rng.permutation(len(counts)), folds):
+            c = counts.copy()
+            c[held] = 0.0
+            a, b, _ = self._normal(sys_, c)
+            for k, lam in enumerate(RIDGES):
+                phi = _constrained_solve(a, b, self.vn - self.v0, lam)
+                ra = sys_["ya"][held] - sys_["xa"][held] @ phi
+                rb = sys_["yb"][held] - sys_["xb"][held] @ phi
+                loss[k] += np.sum(w_all[held] * (ra ** 2 + rb ** 2))
+        best = int(np.argmin(loss))
+        self.ridge = float(RIDGES[best]) if loss[best] < loss[0] * (1 - 1e-9) else 0.0
+        return self.ridge
 
     def standard_errors(self, system: dict | None = None) -> np.ndarray:
         """Standard errors from resampling the sampled pair draws (enumerated rows are exact).
@@ -306,13 +343,14 @@ class KernelShapRun:
                 "pair_draws": dict(self.pair_draws), "sampled_sizes": list(self.sampled_sizes)}
 
 
-def _constrained_solve(a: np.ndarray, b: np.ndarray, total: float) -> np.ndarray:
-    """argmin φᵀAφ - 2bᵀφ subject to Σφ = total (the weighted least squares with normal
-    matrix A), through the KKT system; the last rounding of the constraint is spread
-    evenly so that Σφ = total to machine precision."""
+def _constrained_solve(a: np.ndarray, b: np.ndarray, total: float, ridge: float = 0.0) -> np.ndarray:
+    """argmin φᵀAφ - 2bᵀφ + ridge·tr(A)/M·|φ|² subject to Σφ = total (the weighted least
+    squares with normal matrix A; the ridge shrinks towards the equal split total/M),
+    through the KKT system; the last rounding of the constraint is spread evenly so that
+    Σφ = total to machine precision."""
     m = a.shape[0]
     kkt = np.zeros((m + 1, m + 1))
-    kkt[:m, :m] = a
+    kkt[:m, :m] = a + (ridge * np.trace(a) / m) * np.eye(m) if ridge > 0 else a
     kkt[:m, m] = kkt[m, :m] = 1.0
     rhs = np.concatenate([b, [total]])
     try:
@@ -335,7 +373,7 @@ def _all_of_size(m: int, s: int):
 def shapley_values(game: Game, n_players: int, budget: int, seed: int = 0, batch_size: int | None = None,
                    threshold: float = 0.01, time_limit: float | None = None, resamples: int = 64,
                    se_method: str = "jackknife", size_sampling: str = "leverage", always_singletons: bool = False,
-                   on_batch: Callable[[dict], None] | None = None, min_pairs: int = 8) -> ShapleyResult:
+                   shrinkage: str = "cv", on_batch: Callable[[dict], None] | None = None, min_pairs: int = 8) -> ShapleyResult:
     """Shapley values of ``game`` over ``n_players`` with at most ``budget`` evaluations.
 
     ``on_batch`` gets after every batch a dict with ``values``, ``se``, ``ratio``,
@@ -351,7 +389,7 @@ def shapley_values(game: Game, n_players: int, budget: int, seed: int = 0, batch
         raise ShapSegError(f"a budget of {budget} coalitions is too small for {m} players: KernelSHAP needs at "
                            f"least 2M+2 = {2 * m + 2} (or 2^M = {2 ** min(m, 62)} for exact values)", "bad_budget")
     run = KernelShapRun(game, m, seed=seed, resamples=resamples, size_sampling=size_sampling, se_method=se_method,
-                        always_singletons=always_singletons)
+                        always_singletons=always_singletons, shrinkage=shrinkage)
     run.start(budget)
     return _drive(run, budget, batch_size, threshold, time_limit, on_batch, min_pairs)
 
@@ -372,12 +410,13 @@ def _drive(run: KernelShapRun, budget: int, batch_size, threshold, time_limit, o
     reason = "budget"
     while True:
         system = run._system()
+        run.choose_ridge(system)
         phi = run.fit(system=system)
         se = run.standard_errors(system)
         spread = float(phi.max() - phi.min())
         ratio = float(se.max() / spread) if spread > 0 else 0.0
         enough = sum(run.pair_draws.values()) >= min_pairs
-        step = {"values": phi, "se": se, "ratio": ratio, "n_evaluations": run.n_evaluations,
+        step = {"values": phi, "se": se, "ratio": ratio, "n_evaluations": run.n_evaluations, "ridge": run.ridge,
                 "budget": budget, "phase": "sampling", "seconds": time.perf_counter() - t0}
         history.append({k: v for k, v in step.items() if k not in ("values", "se")})
         if on_batch:
