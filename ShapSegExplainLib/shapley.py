@@ -9,13 +9,16 @@
   other sizes sampled in *pairs* (a coalition and its complement), stratified by size
   with equal shares per size (their leverage scores are equal, Musco & Witter's Leverage
   SHAP) and post-stratified weights (each size's kernel mass shared by its draws); a
-  coalition drawn again adds weight, never a second evaluation. Efficiency (Σφ = v(N) - v(∅)) is a constraint of the fit (KKT), so
-  it holds to rounding after every batch. Paired rows make the fit exact for games with
-  interactions of order <= 2.
+  coalition drawn again adds weight, never a second evaluation. Efficiency
+  (Σφ = v(N) - v(∅)) is a constraint of the fit (KKT), so it holds to rounding after
+  every batch. Paired rows make the fit exact for games with interactions of order <= 2.
+  A ridge towards the equal split, chosen by cross-validation over the sampled pairs,
+  trades a little bias for variance at small budgets; it is 0 when the data are fitted
+  exactly.
 * after every batch: φ, a standard error per player from resampling the sampled pairs
   (a grouped jackknife by default; a bootstrap on request), and the convergence ratio
-  max SE / (max φ - min φ) (Covert & Lee 2021); stop
-  below ``threshold``, at the budget or at the time limit.
+  max SE / (max φ - min φ) (Covert & Lee 2021); stop below ``threshold``, at the budget
+  or at the time limit.
 
 Hand-written: shap and shapiq implement KernelSHAP but neither offers batched requests
 with running standard errors, resumable runs or an exact efficiency constraint with
