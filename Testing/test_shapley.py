@@ -1,6 +1,6 @@
 """The Shapley estimator against brute force, shap and closed-form games."""
 from itertools import permutations
-from math import comb, factorial
+from math import factorial
 
 import numpy as np
 import pytest
