@@ -315,10 +315,10 @@ class KernelShapRun:
         """Standard errors from resampling the sampled pair draws (enumerated rows are exact).
 
         ``jackknife`` (default): delete-a-group jackknife over at most ``resamples``
-        groups of draws. ``bootstrap``: ``resamples`` bootstrap refits. Measured on
-        third-order games, the bootstrap's 95 % intervals cover only 74-76 % of players at a
-        budget of 4M (a few draws per size, M parameters), the jackknife's 95-99 %, and both
-        are near nominal from 10M on (bench: Testing/test_shapley.py coverage test)."""
+        groups of draws. ``bootstrap``: ``resamples`` bootstrap refits. On third-order games
+        (10 seeds, M = 16/32/64) both cover 89-98 % with the default design; with sizes 1
+        and M-1 enumerated at a budget of 4M (only about M/2 sampled pairs for M
+        parameters) the bootstrap covers 66-79 %, the jackknife 90-99 %, hence the default."""
         sys_ = system or self._system()
         if "xa" not in sys_ or self.n_boot < 2:
             return np.zeros(self.m)
