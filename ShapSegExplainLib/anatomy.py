@@ -173,7 +173,12 @@ def build_anatomy(case: Case, plan: RoiPlan, support: np.ndarray, source: str | 
         file_names, origin = None, "model prediction"
     else:
         labels_ct, file_names = read_label_map(case, source)
-        labels_net = case.labels_to_network(labels_ct, nearest=True)
+        values, compact = np.unique(labels_ct, return_inverse=True)   # any label values survive int16
+        if values.size > 32767:
+            raise ShapSegError(f"anatomy map {source} has {values.size} labels; at most 32767 are supported",
+                               "bad_anatomy")
+        compact_net = case.labels_to_network(compact.reshape(labels_ct.shape).astype(np.int16), nearest=True)
+        labels_net = values[compact_net].astype(np.int64)
         origin = str(source)
     names = read_label_names(names_file) if names_file else (file_names or model_label_names(case))
     body_net = case.labels_to_network(body_mask(case.ct).astype(np.int16), nearest=True) > 0

@@ -336,3 +336,19 @@ def test_cli_players_bad_input_is_one_line(phantom_case, model_dirs, tmp_path):
         r = _cli(*common, *extra)
         assert r.returncode == 2, r.stderr
         assert r.stderr.strip().count("\n") == 0 and words in r.stderr, r.stderr
+
+
+def test_large_label_values_survive(phantom_case, tmp_path):
+    pc = phantom_case
+    arr = pc["phantom"].label_array.astype(np.uint16)
+    arr[arr == 3] = 40000                                     # beyond int16
+    img = sitk.GetImageFromArray(arr)
+    img.CopyInformation(pc["phantom"].labels)
+    sitk.WriteImage(img, str(tmp_path / "big.nii.gz"))
+    (tmp_path / "big.json").write_text(json.dumps({"40000": "kidney_left", "1": "liver"}))
+    case, plan = pc["case"], pc["plan"]
+    support = support_mask(plan, case.spacing, 20.0)
+    a = build_anatomy(case, plan, support, tmp_path / "big.nii.gz", tmp_path / "big.json")
+    b = build_anatomy(case, plan, support, pc["dir"] / "labels.nii.gz", pc["dir"] / "labels.json")
+    assert "kidney_left" in a.names
+    np.testing.assert_array_equal(a.codes == a.names.index("kidney_left"), b.codes == b.names.index("kidney_left"))
