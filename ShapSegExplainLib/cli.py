@@ -141,16 +141,14 @@ def cmd_players(args) -> int:
     """Build the players of one abstraction (or all, --compare) and print their summary and table."""
     from .evaluator import plan_roi
     from .player_stats import map_summary, player_table
-    from .players import ABSTRACTIONS, players_for_case
-    from .roi import UnperturbedPrediction
+    from .players import ABSTRACTIONS, anatomy_for_case, players_for_case
 
     model, case, target, roi = load_inputs(args)
     plan = plan_roi(model, case, roi)
-    predictor = UnperturbedPrediction(case)
+    anatomy = anatomy_for_case(case, plan, player_settings(args), args.anatomy, args.anatomy_labels)
     out = []
     for abstraction in (ABSTRACTIONS if args.compare else (args.players,)):
-        pmap = players_for_case(case, plan, player_settings(args, abstraction), args.anatomy,
-                                args.anatomy_labels, predictor)
+        pmap = players_for_case(case, plan, player_settings(args, abstraction), anatomy=anatomy)
         rows = player_table(pmap, plan, case.spacing, case.network_to_ras)
         out.append({"summary": map_summary(pmap, plan, case.spacing, rows), "players": rows})
     if args.json:

@@ -85,3 +85,18 @@ def _resolve(parent: np.ndarray) -> np.ndarray:
         if np.array_equal(nxt, root):
             return root
         root = nxt
+
+
+def piece_stats(labels: np.ndarray, codes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For ids 0..n-1 of ``labels`` (negative = none): voxel counts (n,), centroids in array
+    index coordinates (n, 3), and voxel counts per code of ``codes`` (n, max code + 1)."""
+    keep = labels >= 0
+    flat = labels[keep].astype(np.int64)
+    count = np.bincount(flat, minlength=n)
+    idx = np.argwhere(keep).astype(np.float64)
+    centroid = np.stack([np.bincount(flat, weights=idx[:, a], minlength=n) for a in range(labels.ndim)], 1)
+    centroid /= np.maximum(count, 1)[:, None]
+    c = codes[keep].astype(np.int64)
+    k = int(c.max()) + 1 if c.size else 1
+    joint = np.bincount(flat * k + c, minlength=n * k).reshape(n, k)
+    return count, centroid, joint

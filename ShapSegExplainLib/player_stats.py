@@ -5,25 +5,22 @@ from __future__ import annotations
 import numpy as np
 
 from .evaluator import RoiPlan
+from .fragments import piece_stats
 from .players import PlayerMap
 
 
 def player_table(pmap: PlayerMap, plan: RoiPlan, spacing, to_ras=None) -> list[dict]:
-    """One row per player. ``to_ras`` maps network-image positions (n, 3) to RAS mm
+    """One row per player; purity is the share of a player's voxels in its majority organ
+    of the (cleaned) anatomy map. ``to_ras`` maps network-image positions (n, 3) to RAS mm
     (``Case.network_to_ras``); without it centroids are network voxel indices."""
     n = pmap.n_players
     ids = pmap.ids
-    keep = ids >= 0
-    flat = ids[keep].astype(np.int64)
-    count = np.bincount(flat, minlength=n)
-    idx = np.argwhere(keep).astype(np.float64)
-    centroid = np.stack([np.bincount(flat, weights=idx[:, a], minlength=n) for a in range(3)], 1)
-    centroid /= np.maximum(count, 1)[:, None]
+    count, centroid, joint = piece_stats(ids, pmap.anatomy.codes, n)
+    purity, majority = joint.max(axis=1) / np.maximum(count, 1), joint.argmax(axis=1)
     offset = np.array([s.start for s in plan.crop]) - np.array(plan.grid.pad_lo)
     centroid_net = centroid + offset
     ras = to_ras(centroid_net) if to_ras is not None else None
-    purity, majority = _purity(pmap, flat, keep, n, count)
-    roi_vox = np.bincount(ids[keep & plan.roi_in_crop].astype(np.int64), minlength=n)
+    roi_vox = np.bincount(ids[(ids >= 0) & plan.roi_in_crop].astype(np.int64), minlength=n)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     rows = []
     for p in pmap.players:
@@ -38,14 +35,6 @@ def player_table(pmap: PlayerMap, plan: RoiPlan, spacing, to_ras=None) -> list[d
             "roi_voxels": int(roi_vox[p.id]),
         })
     return rows
-
-
-def _purity(pmap: PlayerMap, flat, keep, n, count):
-    """Share of each player's voxels in its majority organ of the (cleaned) anatomy map."""
-    codes = pmap.anatomy.codes[keep].astype(np.int64)
-    k = int(codes.max()) + 1
-    joint = np.bincount(flat * k + codes, minlength=n * k).reshape(n, k)
-    return joint.max(axis=1) / np.maximum(count, 1), joint.argmax(axis=1)
 
 
 def players_per_tile(pmap: PlayerMap, plan: RoiPlan) -> list[int]:

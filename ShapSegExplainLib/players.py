@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .anatomy import Anatomy
+from .anatomy import Anatomy, build_anatomy
 from .errors import ShapSegError
 from .evaluator import RoiPlan
-from .fragments import connected_pieces, merge_small
+from .fragments import connected_pieces, merge_small, piece_stats
 from .lattice import encode_cells, fcc_cell_volume_mm3, fcc_cells
 
 ABSTRACTIONS = ("organ", "fcc", "hybrid", "slic")
@@ -171,13 +171,11 @@ def _order_and_name(pieces, codes, anatomy, plan, spacing, centre, kind, by_orga
     inside = pieces > 0
     flat = pieces.reshape(-1)
     n = int(pieces.max()) + 1
-    count = np.bincount(flat, minlength=n)
-    idx = np.indices(pieces.shape).reshape(3, -1)
-    centroid = np.stack([np.bincount(flat, weights=idx[a], minlength=n) for a in range(3)], 1) / np.maximum(count, 1)[:, None]
+    count, centroid, joint = piece_stats(np.where(inside, pieces, -1), codes, n)
     dist = np.round(np.linalg.norm((centroid - np.asarray(centre)) * spacing, axis=1), 6)
     first = np.full(n, flat.size, np.int64)
     np.minimum.at(first, flat, np.arange(flat.size))
-    majority = _majority(pieces, codes, n)
+    majority = joint.argmax(axis=1)   # lowest code on ties
     alive = [p for p in range(1, n) if count[p] > 0]
     if kind == "organ":
         alive.sort(key=lambda p: majority[p])
@@ -192,14 +190,6 @@ def _order_and_name(pieces, codes, anatomy, plan, spacing, centre, kind, by_orga
         ids[context] = len(players)
         players.append(Player(id=len(players), name=CONTEXT_NAME, kind="context", organ=None))
     return ids, players
-
-
-def _majority(pieces: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:
-    """The most common anatomy code of each piece (lowest code on ties)."""
-    inside = pieces > 0
-    k = int(codes.max()) + 1
-    joint = np.bincount(pieces[inside] * k + codes[inside], minlength=n * k).reshape(n, k)
-    return joint.argmax(axis=1)
 
 
 def _names(alive, majority, anatomy, kind, by_organ) -> list[Player]:
@@ -222,12 +212,22 @@ def _names(alive, majority, anatomy, kind, by_organ) -> list[Player]:
 
 
 def players_for_case(case, plan: RoiPlan, settings: PlayerSettings, anatomy_source=None, names_file=None,
-                     predictor=None) -> PlayerMap:
-    """Support, anatomy (the model's prediction or a label map file) and players for a prepared case."""
-    from .anatomy import build_anatomy
-    from .tiles import pad_data
+                     predictor=None, anatomy: Anatomy | None = None) -> PlayerMap:
+    """Support, anatomy (the model's prediction or a label map file) and players for a prepared
+    case. Pass ``anatomy`` (from ``anatomy_for_case``) to reuse it across abstractions."""
     settings.check()
     support = support_mask(plan, case.spacing, settings.margin_mm)
-    anatomy = build_anatomy(case, plan, support, anatomy_source, names_file, settings.speck_ml, predictor)
-    intensities = pad_data(case.model, case.data)[0][plan.crop].numpy() if settings.abstraction == "slic" else None
+    if anatomy is None:
+        anatomy = anatomy_for_case(case, plan, settings, anatomy_source, names_file, predictor)
+    intensities = None
+    if settings.abstraction == "slic":
+        from .tiles import pad_data
+        intensities = pad_data(case.model, case.data)[0][plan.crop].numpy()
     return build_players(plan, case.spacing, anatomy, support, settings, intensities)
+
+
+def anatomy_for_case(case, plan: RoiPlan, settings: PlayerSettings, anatomy_source=None, names_file=None,
+                     predictor=None) -> Anatomy:
+    """The cleaned anatomy map on the support that ``settings`` (margin, speck size) define."""
+    support = support_mask(plan, case.spacing, settings.margin_mm)
+    return build_anatomy(case, plan, support, anatomy_source, names_file, settings.speck_ml, predictor)

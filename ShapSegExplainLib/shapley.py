@@ -142,13 +142,11 @@ class KernelShapRun:
     def _evaluate(self, coalitions: np.ndarray) -> list[int]:
         """Evaluate the coalitions not seen yet; return the row of every coalition."""
         keys = [np.packbits(c).tobytes() for c in coalitions]
-        new = [i for i, k in enumerate(keys) if k not in self.rows]
-        seen_new: dict[bytes, int] = {}
-        todo = []
-        for i in new:
-            if keys[i] not in seen_new:
-                seen_new[keys[i]] = len(todo)
-                todo.append(i)
+        first: dict[bytes, int] = {}
+        for i, k in enumerate(keys):
+            if k not in self.rows:
+                first.setdefault(k, i)
+        todo = list(first.values())
         if todo:
             vals = np.asarray(self.game(coalitions[todo]), dtype=np.float64).reshape(-1)
             if vals.shape[0] != len(todo) or not np.isfinite(vals).all():

@@ -1,6 +1,9 @@
 """Shared test helpers: synthetic CTs, nnU-Net reference runs, player maps."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import SimpleITK as sitk
 import torch
@@ -47,3 +50,9 @@ def perturbed_data(ev: CoalitionEvaluator, coalition: np.ndarray, player_map: np
         data[c][mask] = values[c]
     return data
 
+
+
+def run_cli(*args, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``shapseg ARGS`` in a fresh interpreter, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "ShapSegExplainLib.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)

@@ -1,22 +1,15 @@
 """Bad input: one-line error naming what is wrong, a machine code, non-zero CLI exit."""
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from helpers import synthetic_ct
+from helpers import run_cli, synthetic_ct
 from ShapSegExplainLib.case import prepare_case, read_ct
 from ShapSegExplainLib.errors import ShapSegError
 from ShapSegExplainLib.model import load_model
 
-
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "ShapSegExplainLib.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +81,7 @@ def test_cli_bad_input_one_line_and_nonzero_exit(ct_file, model_dirs, case_args,
     for k, v in zip(case_args[::2], case_args[1::2]):
         args[k] = v
     flat = [x for kv in args.items() for x in kv]
-    r = _cli("inspect", *flat, "--device", "cpu")
+    r = run_cli("inspect", *flat, "--device", "cpu")
     assert r.returncode == 2, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("shapseg: error:") and needle in lines[0], r.stderr
@@ -96,7 +89,7 @@ def test_cli_bad_input_one_line_and_nonzero_exit(ct_file, model_dirs, case_args,
 
 
 def test_cli_inspect_reports_tiles_and_target(ct_file, model_dirs):
-    r = _cli("inspect", "--ct", ct_file, "--model", model_dirs["one_fold"], "--target", "liver",
+    r = run_cli("inspect", "--ct", ct_file, "--model", model_dirs["one_fold"], "--target", "liver",
              "--roi-box", "10,10,5,20,20,10", "--device", "cpu", "--no-mirroring", "--json")
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)

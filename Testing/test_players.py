@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from helpers import run_cli
 from players_helpers import (assert_connected, assert_nearest_lattice, assert_partition, assert_same,
                              brute_force_nearest, interior_cell_volumes, purities)
 from ShapSegExplainLib.anatomy import (OTHER_TISSUE, OUTSIDE_BODY, body_mask, build_anatomy, clean_specks,
@@ -296,13 +297,6 @@ def test_bad_anatomy_and_settings_give_clear_errors(phantom_case, tmp_path):
 
 
 # ----- the command line -------------------------------------------------------------------------
-def _cli(*args):
-    import subprocess
-    import sys
-    return subprocess.run([sys.executable, "-m", "ShapSegExplainLib.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
-
-
 def _roi_box(pc):
     c = np.argwhere(pc["phantom"].label_array == 3).mean(0).round().astype(int)[::-1]  # i, j, k
     return ",".join(str(v) for v in (*(c - 2), *(c + 2)))
@@ -313,13 +307,13 @@ def test_cli_players_json_and_compare(phantom_case, model_dirs):
     common = ["players", "--ct", pc["dir"] / "ct.nii.gz", "--model", model_dirs["one_fold"], "--target", "1",
               "--roi-box", _roi_box(pc), "--anatomy", pc["dir"] / "labels.nii.gz",
               "--anatomy-labels", pc["dir"] / "labels.json", "--device", "cpu"]
-    r = _cli(*common, "--players", "fcc", "--spacing-mm", "12", "--json")
+    r = run_cli(*common, "--players", "fcc", "--spacing-mm", "12", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["summary"]["abstraction"] == "fcc"
     assert out["summary"]["players"] == len(out["players"])
     assert sum(p["voxels"] for p in out["players"]) == int(pc["plan"].image_in_crop.sum())
-    r = _cli(*common, "--compare")
+    r = run_cli(*common, "--compare")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert [ln.split()[0] for ln in lines[1:5]] == list(ABSTRACTIONS)
@@ -333,7 +327,7 @@ def test_cli_players_bad_input_is_one_line(phantom_case, model_dirs, tmp_path):
                          (["--anatomy", tmp_path / "none.nii.gz"], "anatomy map not found"),
                          (["--anatomy", pc["dir"] / "labels.nii.gz", "--anatomy-labels", tmp_path / "x.json"],
                           "label file not found")):
-        r = _cli(*common, *extra)
+        r = run_cli(*common, *extra)
         assert r.returncode == 2, r.stderr
         assert r.stderr.strip().count("\n") == 0 and words in r.stderr, r.stderr
 

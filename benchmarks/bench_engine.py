@@ -25,7 +25,7 @@ from ShapSegExplainLib.case import prepare_case
 from ShapSegExplainLib.evaluator import CoalitionEvaluator, plan_roi
 from ShapSegExplainLib.model import load_model
 from ShapSegExplainLib.model_folder import ModelSpec, write_model_folder
-from ShapSegExplainLib.players import ABSTRACTIONS, PlayerSettings, players_for_case
+from ShapSegExplainLib.players import ABSTRACTIONS, PlayerSettings, anatomy_for_case, players_for_case
 from ShapSegExplainLib.sampling import uniform_size_coalitions
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "totalseg-example"
@@ -137,9 +137,10 @@ def main(argv=None):
         results = {}
         if not args.only_throughput:
             samplers = {"uniform": uniform_size_coalitions, "kernelshap": kernelshap_like}
+            anatomy = anatomy_for_case(case, plan, PlayerSettings(), DATA / "seg_total.nii.gz",
+                                       DATA / "labels_total.json")
             for abstraction in args.players:
-                pm = players_for_case(case, plan, PlayerSettings(abstraction=abstraction), DATA / "seg_total.nii.gz",
-                                      DATA / "labels_total.json")
+                pm = players_for_case(case, plan, PlayerSettings(abstraction=abstraction), anatomy=anatomy)
                 for dname in args.samplers:
                     coalitions = samplers[dname](rng, args.coalitions, pm.n_players)
                     title = f"{abstraction} players, {dname} coalitions"

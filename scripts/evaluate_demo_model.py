@@ -26,7 +26,7 @@ def evaluate(model_dir: str, cases: int, spacing: float) -> dict:
         ph = make_phantom(seed=2000 + i, spacing=(spacing,) * 3, mimic=True)
         case = prepare_case(ph.ct, model)
         logits = model.predictor.predict_logits_from_preprocessed_data(torch.from_numpy(case.data))
-        pred = case.labels_to_ct(logits.float().argmax(0).numpy())
+        pred = case.labels_to_ct(np.asarray(model.label_manager.convert_logits_to_segmentation(logits)))
         truth = ph.label_array
         for v, n in names.items():
             a, b = pred == v, truth == v
