@@ -47,29 +47,30 @@ def add_roi_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--snap-mm", type=float, default=5.0, help="how far a point may be from the target (mm)")
 
 
+def roi_arg(args) -> tuple[str, object]:
+    """The ROI option given, as (job field, value): a path or a list of numbers."""
+    if args.roi_mask:
+        return "roi_mask", args.roi_mask
+    for kind, n in (("roi_box", 6), ("roi_box_ras", 6), ("roi_point", 3), ("roi_point_ras", 3)):
+        text = getattr(args, kind)
+        if text:
+            return kind, _floats(text, n, "--" + kind.replace("_", "-"))
+    raise ShapSegError("give one of --roi-mask, --roi-box, --roi-box-ras, --roi-point, --roi-point-ras", "bad_roi")
+
+
 def load_inputs(args):
     """Model, prepared case, target label and ROI (network grid) from parsed arguments."""
     from .case import prepare_case
     from .model import load_model
-    from .roi import ras_to_index, roi_from_box, roi_from_mask, roi_from_point
+    from .roi import make_roi
 
+    kind, value = roi_arg(args)
     model = load_model(args.model, configuration=args.configuration, folds=args.folds,
                        checkpoint=args.checkpoint, use_mirroring=not args.no_mirroring,
                        tile_step_size=args.step, device=args.device, batch_size=args.batch_size)
     target = model.target_label(args.target)
     case = prepare_case(args.ct, model)
-    if args.roi_mask:
-        roi = roi_from_mask(case, args.roi_mask)
-    elif args.roi_box or args.roi_box_ras:
-        v = _floats(args.roi_box or args.roi_box_ras, 6, "--roi-box")
-        roi = roi_from_box(case, v[:3], v[3:], space="ijk" if args.roi_box else "ras")
-    else:
-        if args.roi_point:
-            index = _floats(args.roi_point, 3, "--roi-point")
-        else:
-            index = ras_to_index(case, _floats(args.roi_point_ras, 3, "--roi-point-ras"))
-        roi = roi_from_point(case, index, target, snap_mm=args.snap_mm)
-    return model, case, target, roi
+    return model, case, target, make_roi(case, target, kind, value, args.snap_mm)
 
 
 def cmd_inspect(args) -> int:
@@ -187,6 +188,117 @@ def _print_players(result: dict) -> None:
               f"{r['roi_voxels']:>6}  ({ras})")
 
 
+def add_explain_args(p: argparse.ArgumentParser) -> None:
+    from .job import ExplainJob
+    from .values import VALUES
+    d = ExplainJob(ct="", model="", target="", out="")
+    g = p.add_argument_group("what is explained")
+    g.add_argument("--value", default=d.value, choices=VALUES, help="value function (default %(default)s)")
+    g.add_argument("--normalized", action="store_true", help="divide by the unperturbed value (full coalition = 1)")
+    g.add_argument("--reference", default=None,
+                   help="reference mask in the CT's geometry (ground truth); default: the unperturbed prediction "
+                        "(for fp/soft_fp: none, every predicted voxel in the ROI counts)")
+    g = p.add_argument_group("estimator")
+    g.add_argument("--budget", type=int, default=None,
+                   help="most coalitions to evaluate (default: 2^M, exact, up to 10 players; else 10·M)")
+    g.add_argument("--time-limit", type=float, default=None, help="stop sampling after this many seconds")
+    g.add_argument("--threshold", type=float, default=d.threshold,
+                   help="stop when max SE / (max φ - min φ) falls below this (default %(default)s)")
+    g.add_argument("--strategy", default=d.strategy, choices=("memo", "paper", "roi"),
+                   help="tile caching; changes the cost, never the result (default %(default)s)")
+    g.add_argument("--seed", type=int, default=d.seed, help="sampling seed (default %(default)s)")
+    g.add_argument("--coalition-batch", type=int, default=None, help="coalitions per batch (default max(M, 32))")
+    g.add_argument("--baseline-hu", type=float, default=d.baseline_hu,
+                   help="what an absent player's voxels become, in HU (default %(default)s: air)")
+    g.add_argument("--fixed-context", action="store_true",
+                   help="keep the rest of the crop (beyond --margin-mm) as it is in every coalition instead of "
+                        "making it one 'context' player that can be absent")
+    g.add_argument("--faithfulness-steps", type=int, default=d.faithfulness_steps,
+                   help="points on the MoRF/LeRF/insertion curves; 0 = skip (default %(default)s)")
+    p.add_argument("--out", required=True, help="output folder (written atomically; a previous result is replaced)")
+    p.add_argument("--json", action="store_true", help="print explanation.json's summary as JSON")
+
+
+def job_from_args(args):
+    """The ``ExplainJob`` the parsed ``shapseg explain`` options describe."""
+    from .job import ExplainJob
+    kind, value = roi_arg(args)
+    return ExplainJob(
+        ct=args.ct, model=args.model, target=args.target, out=args.out, **{kind: value}, snap_mm=args.snap_mm,
+        players=args.players, spacing_mm=args.spacing_mm, margin_mm=args.margin_mm, min_size_ml=args.min_size_ml,
+        speck_ml=args.speck_ml, anatomy=args.anatomy, anatomy_labels=args.anatomy_labels,
+        slic_compactness=args.slic_compactness, slic_segments=args.slic_segments,
+        slic_anatomy=not args.no_slic_anatomy, context_player=not args.fixed_context, value=args.value,
+        normalized=args.normalized,
+        reference=args.reference, budget=args.budget, strategy=args.strategy, seed=args.seed,
+        threshold=args.threshold, time_limit=args.time_limit, coalition_batch=args.coalition_batch,
+        baseline_hu=args.baseline_hu, faithfulness_steps=args.faithfulness_steps,
+        configuration=args.configuration, folds=args.folds, checkpoint=args.checkpoint,
+        mirroring=not args.no_mirroring, step=args.step, device=args.device, batch_size=args.batch_size).check()
+
+
+def run_and_print(job, as_json: bool, **kwargs) -> dict:
+    """Run a job with a progress display on stderr; print the top drivers and the outputs."""
+    from .explain import run_explanation, top_drivers
+    from .progress import progress_for
+
+    progress = progress_for()
+    try:
+        expl = run_explanation(job, progress, **kwargs)
+    finally:
+        progress.close()
+    if as_json:
+        print(json.dumps({k: expl[k] for k in ("target", "value", "base_value", "full_value", "additivity_error",
+                                               "shapley", "faithfulness", "stats", "out", "files")}, indent=2))
+        return expl
+    unit = expl["value"]["unit"]
+    u = f" {unit}" if unit else ""
+    print(f"{expl['value']['name']} of {expl['target']['name']} in the ROI: all players present "
+          f"{expl['full_value']:.4g}{u}, all absent {expl['base_value']:.4g}{u} "
+          f"(Σφ - difference = {expl['additivity_error']:.1e})")
+    print(f"top drivers ({len(expl['players'])} players, {expl['shapley']['n_evaluations']} coalitions, "
+          f"{'exact' if expl['shapley']['exact'] else 'KernelSHAP'}):")
+    for r in top_drivers(expl):
+        print(f"  {r['phi']:+10.4g} ± {1.96 * r['se']:<9.2g}{r['name']:<32} {r['ml']:8.2f} mL")
+    s = expl["stats"]
+    print(f"cost: {s['tile_forwards']} tile forwards for {s['coalitions']} coalitions (without the cache "
+          f"{s['tile_forwards_roi']}; {s['cache_hits']} cache hits), {s['seconds']:.1f} s")
+    print(f"outputs: {expl['out']}  (report.png, players.seg.nrrd, attribution.nrrd, roi.seg.nrrd, "
+          "attributions.csv, explanation.json)")
+    return expl
+
+
+def cmd_explain(args) -> int:
+    """Explain the model's output in the ROI; write the outputs to --out."""
+    run_and_print(job_from_args(args), args.json)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The embedded default: the phantom with a mimic, the demo model, its false positive."""
+    import tempfile
+    from pathlib import Path
+
+    from .demo import DEMO_MODEL, demo_job, write_demo_case
+    model = Path(args.model) if args.model else DEMO_MODEL
+    if not (model / "plans.json").is_file():
+        raise ShapSegError(f"the demo model is missing at {model}; train it with "
+                           "'python scripts/train_demo_model.py --out Resources/DemoModel'", "model_not_found")
+    print(f"demo: phantom (seed {args.seed}) with a kidney-bright blob next to the left kidney; the model "
+          "calls part of it kidney_left. Which players make it say so?", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="shapseg_demo_") as tmp:
+        case = write_demo_case(Path(tmp) / "inputs", args.seed)
+        job = demo_job(case, args.out, model, **({"budget": args.budget} if args.budget else {}))
+        inputs = [case.files[k] for k in ("ct", "roi", "reference", "anatomy", "anatomy_labels")]
+        run_and_print(job, args.json, extra_files=inputs)
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from .worker import run_worker
+    return run_worker(args.job)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shapseg", description="Shapley explanations of nnU-Net CT segmentations")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
@@ -207,6 +319,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true", help="build every abstraction and print one line each")
     p.add_argument("--json", action="store_true", help="print JSON (summary and players)")
     p.set_defaults(func=cmd_players)
+    p = sub.add_parser("explain", help="Shapley values of the model's output in an ROI over players; write "
+                                       "report.png, players.seg.nrrd, attribution.nrrd, tables")
+    p.add_argument("--ct", required=True, help="CT: NIfTI, NRRD, ... or a DICOM folder")
+    p.add_argument("--target", required=True, help="target class name or label value")
+    add_model_args(p)
+    add_roi_args(p)
+    add_player_args(p)
+    add_explain_args(p)
+    p.set_defaults(func=cmd_explain)
+    from .demo import DEMO_SEED
+    p = sub.add_parser("demo", help="explain the demo model's false positive on a phantom (no data needed)")
+    p.add_argument("--out", default="shapseg_demo", help="output folder (default %(default)s)")
+    p.add_argument("--seed", type=int, default=DEMO_SEED, help="phantom seed (default %(default)s)")
+    p.add_argument("--model", default=None, help="another model folder (default: Resources/DemoModel)")
+    p.add_argument("--budget", type=int, default=None, help="coalitions (default as for explain)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("worker", help="run a job file; JSON lines on stdout (what the Slicer module starts)")
+    p.add_argument("job", help="job file (JSON; the fields of ShapSegExplainLib.job.ExplainJob)")
+    p.set_defaults(func=cmd_worker)
     return parser
 
 

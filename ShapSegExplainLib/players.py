@@ -231,3 +231,15 @@ def anatomy_for_case(case, plan: RoiPlan, settings: PlayerSettings, anatomy_sour
     """The cleaned anatomy map on the support that ``settings`` (margin, speck size) define."""
     support = support_mask(plan, case.spacing, settings.margin_mm)
     return build_anatomy(case, plan, support, anatomy_source, names_file, settings.speck_ml, predictor)
+
+
+def without_context(pmap: PlayerMap) -> PlayerMap:
+    """The same map with the context player fixed (always present, id -1): only the support's
+    players are explained, the rest of the crop keeps its real intensities in every coalition."""
+    context = [p.id for p in pmap.players if p.kind == "context"]
+    if not context:
+        return pmap
+    ids = np.where(pmap.ids == context[0], -1, pmap.ids).astype(pmap.ids.dtype)
+    players = [p for p in pmap.players if p.kind != "context"]
+    return PlayerMap(ids=ids, players=players, support=pmap.support, anatomy=pmap.anatomy, settings=pmap.settings,
+                     roi_centre=pmap.roi_centre, info={**pmap.info, "context": "fixed"})

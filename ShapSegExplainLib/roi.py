@@ -143,3 +143,18 @@ def _touching_faces(component: np.ndarray, lo, hi, shape):
         idx[ax] = hi[ax] - 1
         grow_hi[ax] = hi[ax] < shape[ax] and component[tuple(idx)].any()
     return grow_lo, grow_hi
+
+
+def make_roi(case: Case, target: int, kind: str, value, snap_mm: float = 5.0,
+             predictor: UnperturbedPrediction | None = None) -> np.ndarray:
+    """An ROI on the network grid from one of the contract's forms: ``roi_mask`` (a path or
+    array), ``roi_box`` / ``roi_box_ras`` (6 numbers), ``roi_point`` / ``roi_point_ras`` (3)."""
+    if kind == "roi_mask":
+        return roi_from_mask(case, value)
+    v = [float(x) for x in value]
+    if kind in ("roi_box", "roi_box_ras"):
+        return roi_from_box(case, v[:3], v[3:], space="ijk" if kind == "roi_box" else "ras")
+    if kind in ("roi_point", "roi_point_ras"):
+        index = v if kind == "roi_point" else ras_to_index(case, v)
+        return roi_from_point(case, index, target, snap_mm=snap_mm, predictor=predictor)
+    raise ShapSegError(f"unknown ROI kind '{kind}'", "bad_roi")

@@ -12,9 +12,11 @@ fingerprint, fold_0/checkpoint_final.pth) copied out. Run:
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -57,6 +59,42 @@ def shrink_plans(preprocessed: Path, max_features: int, patch: list[int] | None)
     f.write_text(json.dumps(plans, indent=2))
 
 
+def export(result: Path, out: Path, checkpoint: str, recipe: dict) -> None:
+    """Copy plans, dataset, fingerprint and fold 0's ``checkpoint`` (as checkpoint_final.pth,
+    without the optimizer state) plus ``training.json`` to ``out``, atomically."""
+    import torch
+    tmp_out = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp_out, ignore_errors=True)
+    (tmp_out / "fold_0").mkdir(parents=True)
+    for name in ("plans.json", "dataset.json", "dataset_fingerprint.json"):
+        shutil.copy2(result / name, tmp_out / name)
+    ckpt = torch.load(result / "fold_0" / checkpoint, map_location="cpu", weights_only=False)
+    ckpt.pop("optimizer_state", None)  # not needed for inference; a third of the size
+    ckpt.pop("grad_scaler_state", None)
+    recipe = {**recipe, "checkpoint": checkpoint, "epochs_done": int(ckpt.get("current_epoch", -1)),
+              "best_ema_pseudo_dice": float(ckpt.get("_best_ema") or float("nan"))}
+    torch.save(ckpt, tmp_out / "fold_0" / "checkpoint_final.pth")
+    (tmp_out / "training.json").write_text(json.dumps(recipe, indent=2))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp_out.rename(out)
+    print(f"model: {out} ({sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 2**20:.1f} MiB)")
+
+
+def export_stopped(args) -> int:
+    """``--export-only``: export a run stopped early (its ``checkpoint_best.pth``) from ``--work``."""
+    results = sorted((Path(args.work) / "nnUNet_results" / DATASET_NAME).glob("*__nnUNetPlans__3d_fullres"))
+    if not results:
+        raise SystemExit(f"no nnU-Net results under {args.work}")
+    recipe = {"command": f"python scripts/train_demo_model.py --out {args.out} --cases {args.cases} --epochs "
+                         f"{args.epochs} --iterations {args.iterations}" + (f" --patch {' '.join(map(str, args.patch))}"
+                                                                             if args.patch else ""),
+              "cases": args.cases, "spacing_mm": args.spacing, "max_features": args.max_features,
+              "trainer": results[-1].name.split("__")[0], "epochs": args.epochs, "iterations": args.iterations,
+              "stopped_early": True, "train_seconds": args.train_seconds, "machine": f"{os.cpu_count()} CPU cores"}
+    export(results[-1], Path(args.out), "checkpoint_best.pth", recipe)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
@@ -67,7 +105,12 @@ def main(argv=None) -> int:
     ap.add_argument("--max-features", type=int, default=64)
     ap.add_argument("--patch", type=int, nargs=3, default=None, help="patch size z y x (default: nnU-Net's plan)")
     ap.add_argument("--work", default=None, help="keep nnU-Net's folders here (default: a temp folder)")
+    ap.add_argument("--export-only", action="store_true",
+                    help="export a run in --work that was stopped early (its best checkpoint) and exit")
+    ap.add_argument("--train-seconds", type=int, default=None, help="with --export-only: training time to record")
     args = ap.parse_args(argv)
+    if args.export_only:
+        return export_stopped(args)
     work = Path(args.work or tempfile.mkdtemp(prefix="shapseg_train_"))
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         os.environ[name] = str(work / name)
@@ -95,20 +138,12 @@ def main(argv=None) -> int:
     trainer.run_training()
     print(f"trained: {time.perf_counter() - t0:.0f} s", flush=True)
 
-    result = Path(trainer.output_folder_base)
-    out = Path(args.out)
-    tmp_out = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp_out, ignore_errors=True)
-    (tmp_out / "fold_0").mkdir(parents=True)
-    for name in ("plans.json", "dataset.json", "dataset_fingerprint.json"):
-        shutil.copy2(result / name, tmp_out / name)
-    ckpt = torch.load(result / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
-    ckpt.pop("optimizer_state", None)  # not needed for inference; a third of the size
-    ckpt.pop("grad_scaler_state", None)
-    torch.save(ckpt, tmp_out / "fold_0" / "checkpoint_final.pth")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp_out.rename(out)
-    print(f"model: {out} ({sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 2**20:.1f} MiB)")
+    recipe = {"command": "python scripts/train_demo_model.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "cases": args.cases, "spacing_mm": args.spacing, "max_features": args.max_features,
+              "trainer": trainer.__class__.__name__, "epochs": args.epochs, "iterations": args.iterations,
+              "train_seconds": round(time.perf_counter() - t0), "machine": f"{os.cpu_count()} CPU cores",
+              "torch": torch.__version__, "nnunetv2": importlib.metadata.version("nnunetv2")}
+    export(Path(trainer.output_folder_base), Path(args.out), "checkpoint_final.pth", recipe)
     return 0
 
 
