@@ -99,9 +99,7 @@ def ijk_to_lps(image: sitk.Image) -> np.ndarray:
 def segment_name(name: str, phi: float) -> str:
     """``liver (+0.42)``: the player's name and its φ with three significant digits, in ASCII
     (NRRD headers are ASCII: pynrrd, which slicerio uses, refuses anything else)."""
-    import unicodedata
-    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
-    return f"{plain} ({phi:+.3g})"
+    return f"{_ascii(name)} ({phi:+.3g})"
 
 
 def write_players_seg(path: Path, ct: sitk.Image, ids_ct: np.ndarray, rows: list[dict]) -> None:
@@ -124,11 +122,15 @@ def write_players_seg(path: Path, ct: sitk.Image, ids_ct: np.ndarray, rows: list
     slicerio.write_segmentation(str(path), seg)
 
 
+def _ascii(text: str) -> str:
+    """Accents dropped, other non-ASCII characters removed (NRRD headers are ASCII)."""
+    import unicodedata
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+
+
 def _ascii_tag(text: str) -> str:
     """A tag value NRRD and Slicer's tag syntax (``key:value|``) both accept."""
-    import unicodedata
-    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    return plain.replace("|", "/").replace(":", "-")
+    return _ascii(text).replace("|", "/").replace(":", "-")
 
 
 def write_roi_seg(path: Path, ct: sitk.Image, roi_ct: np.ndarray, prediction_ct: np.ndarray, target: str) -> None:
