@@ -78,7 +78,7 @@ def demo_job(case: DemoCase, out: str | Path, model: str | Path = DEMO_MODEL, **
     settings = dict(ct=f["ct"], model=str(model), target=TARGET, out=str(out), roi_mask=f["roi"],
                     reference=f["reference"], anatomy=f["anatomy"], anatomy_labels=f["anatomy_labels"],
                     players="hybrid", spacing_mm=20.0, margin_mm=10.0, value="soft_fp",
-                    context_player=False, budget=None,
+                    context_player=False,
                     mirroring=False, device="cpu", extra={"demo_seed": case.seed})
     settings.update(overrides)
     return ExplainJob(**settings).check()

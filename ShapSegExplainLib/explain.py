@@ -12,6 +12,7 @@ line draws a progress bar from them:
 """
 from __future__ import annotations
 
+import importlib.metadata
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -26,7 +27,10 @@ from .job import ExplainJob
 
 Emit = Callable[[dict], None]
 PHASES = ("load", "prepare", "roi", "players", "shapley", "faithfulness", "write")
-TOOL_VERSION = "0.5.0"
+try:
+    TOOL_VERSION = importlib.metadata.version("shapsegexplain")   # pyproject.toml's version
+except importlib.metadata.PackageNotFoundError:
+    TOOL_VERSION = "unknown"
 GAME_CHUNK = 32       # coalitions per evaluator call: bounds memory, paces progress and cancel checks
 
 
@@ -161,7 +165,7 @@ def explain_players(run: Run, model, case, target: int, roi: np.ndarray, players
     budget = job.budget or default_budget(m)
     steps = min(job.faithfulness_steps, m)
     faith_cost = 3 * (steps + 1) if steps else 0
-    total = min(budget, 2 ** m if m <= 30 else budget) + faith_cost
+    total = (min(budget, 2 ** m) if m <= 30 else budget) + faith_cost
     status = {"done": 0, "ratio": None, "phase": "shapley"}
     t_shap = time.perf_counter()
 
