@@ -4,8 +4,8 @@ model card (``--card``).
 Predictions are nnU-Net's own (``predict_logits_from_preprocessed_data`` on the case the
 engine prepares, exported back to the CT grid). Seeds 2000+ are never used in training
 (the recipe uses 1000+). Run:
-  python scripts/evaluate_demo_model.py --model Resources/DemoModel [--cases 4] [--json out.json]
-      [--card Resources/DemoModel/MODEL_CARD.md]
+  python scripts/evaluate_demo_model.py --model ShapSegExplain/Resources/DemoModel [--cases 4] [--json out.json]
+      [--card ShapSegExplain/Resources/DemoModel/MODEL_CARD.md]
 The card's recipe comes from ``training.json``, which ``scripts/train_demo_model.py`` writes.
 """
 from __future__ import annotations
@@ -81,7 +81,7 @@ Every held-out phantom carries a kidney-bright blob next to the left kidney that
 labelled. Share of its voxels the model calls kidney: {shares}. This false positive is what
 `shapseg demo` explains.
 
-Reproduce: `python scripts/evaluate_demo_model.py --model Resources/DemoModel --cases {ev["held_out_cases"]} --card Resources/DemoModel/MODEL_CARD.md`
+Reproduce: `python scripts/evaluate_demo_model.py --model ShapSegExplain/Resources/DemoModel --cases {ev["held_out_cases"]} --card ShapSegExplain/Resources/DemoModel/MODEL_CARD.md`
 """
     path.write_text(text)
 

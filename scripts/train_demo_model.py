@@ -7,7 +7,7 @@ nnU-Net's API; the plan's network made small (features per stage capped) so a CP
 trains it in minutes; ``nnUNetTrainer_<N>epochs`` (a trainer nnU-Net finds by name at
 inference) with fewer iterations per epoch; then the results folder (plans, dataset,
 fingerprint, fold_0/checkpoint_final.pth) copied out. Run:
-  python scripts/train_demo_model.py --out Resources/DemoModel [--cases 16] [--epochs 20] [--iterations 50]
+  python scripts/train_demo_model.py --out ShapSegExplain/Resources/DemoModel [--cases 16] [--epochs 20] [--iterations 50]
 """
 from __future__ import annotations
 

@@ -65,6 +65,7 @@ class ExplainJob:
     device: str = "auto"
     batch_size: int = 4
     # bookkeeping (not inputs of the computation)
+    preview: str | None = None      # where to write the player map as soon as it exists (live overlay)
     extra: dict = field(default_factory=dict)
 
     def roi_kind(self) -> str:

@@ -35,7 +35,8 @@ def totalsegmentator_results_dirs(env: dict | None = None, home: Path | None = N
     return dirs
 
 
-def _classes(folder: Path) -> tuple[str, ...]:
+def model_classes(folder: Path) -> tuple[str, ...]:
+    """The foreground class names of a model folder, from its dataset.json (empty if unreadable)."""
     try:
         labels = json.loads((folder / "dataset.json").read_text()).get("labels", {})
     except (OSError, json.JSONDecodeError):
@@ -52,7 +53,7 @@ def find_models(demo_model: Path | None = None, env: dict | None = None, home: P
     """The demo model (if present) first, then every complete TotalSegmentator model folder."""
     found = []
     if demo_model is not None and _complete(demo_model):
-        found.append(FoundModel("ShapSegExplain demo model (phantoms)", demo_model, "demo", _classes(demo_model)))
+        found.append(FoundModel("ShapSegExplain demo model (phantoms)", demo_model, "demo", model_classes(demo_model)))
     seen = set()
     for results in totalsegmentator_results_dirs(env, home):
         for folder in sorted(results.glob("Dataset*/*__*__*")):
@@ -61,5 +62,5 @@ def find_models(demo_model: Path | None = None, env: dict | None = None, home: P
             seen.add(folder.resolve())
             dataset, trainer = folder.parent.name, folder.name.split("__")
             label = f"TotalSegmentator {dataset.split('_', 1)[-1]} ({trainer[-1]})"
-            found.append(FoundModel(label, folder, "totalsegmentator", _classes(folder)))
+            found.append(FoundModel(label, folder, "totalsegmentator", model_classes(folder)))
     return found

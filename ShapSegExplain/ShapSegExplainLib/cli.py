@@ -283,7 +283,7 @@ def cmd_demo(args) -> int:
     model = Path(args.model) if args.model else DEMO_MODEL
     if not (model / "plans.json").is_file():
         raise ShapSegError(f"the demo model is missing at {model}; train it with "
-                           "'python scripts/train_demo_model.py --out Resources/DemoModel'", "model_not_found")
+                           "'python scripts/train_demo_model.py --out ShapSegExplain/Resources/DemoModel'", "model_not_found")
     print(f"demo: phantom (seed {args.seed}) with a kidney-bright blob next to the left kidney; the model "
           "calls part of it kidney_left. Which players make it say so?", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="shapseg_demo_") as tmp:
@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="explain the demo model's false positive on a phantom (no data needed)")
     p.add_argument("--out", default="shapseg_demo", help="output folder (default %(default)s)")
     p.add_argument("--seed", type=int, default=DEMO_SEED, help="phantom seed (default %(default)s)")
-    p.add_argument("--model", default=None, help="another model folder (default: Resources/DemoModel)")
+    p.add_argument("--model", default=None, help="another model folder (default: ShapSegExplain/Resources/DemoModel)")
     p.add_argument("--budget", type=int, default=None, help="coalitions (default as for explain)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_demo)

@@ -1,5 +1,5 @@
 """The embedded default: a phantom CT with a kidney-bright mimic next to the left kidney,
-the demo nnU-Net model shipped under ``Resources/DemoModel``, and the job that explains
+the demo nnU-Net model shipped under ``ShapSegExplain/Resources/DemoModel``, and the job that explains
 the model's false-positive "kidney" on the mimic.
 
 The demo's inputs are what a reader would give: the CT; a region drawn around the

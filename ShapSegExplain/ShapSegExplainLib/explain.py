@@ -6,8 +6,9 @@ line draws a progress bar from them:
 
 * ``{"event": "progress", "phase", "done", "total", "message", ...}``; in the ``shapley``
   phase also ``tile_forwards``, ``ratio`` and ``seconds``;
-* ``{"event": "players", "players": [{id, name, kind, organ, voxels, ml}], "unit"}`` once
-  the players exist, so a GUI can label the partial results;
+* ``{"event": "players", "players": [{id, name, kind, organ, voxels, ml, centroid_ras}], "unit",
+  "preview"}`` once the players exist, so a GUI can label and draw the partial results
+  (``preview``: the job's player map file, label = id + 1, or None);
 * ``{"event": "partial", "phi", "se", "ratio", "n_evaluations", "budget"}`` after every batch.
 """
 from __future__ import annotations
@@ -131,6 +132,27 @@ def build_players_for(run: Run, case, roi: np.ndarray, predictor) -> dict:
     return {"plan": plan, "pmap": pmap, "rows": rows, "summary": map_summary(pmap, plan, case.spacing, rows)}
 
 
+def player_ids_ct(case, plan, pmap) -> np.ndarray:
+    """Player id + 1 per CT voxel (0 outside the crop), through nnU-Net's export path."""
+    return case.labels_to_ct(plan.crop_to_image((pmap.ids + 1).astype(np.int32), 0))
+
+
+def write_preview(path: str, case, plan, pmap) -> str:
+    """The player map (label = id + 1) in the CT's geometry, written atomically before the
+    sampling starts, so that a GUI can colour the players while φ is still converging."""
+    ids_ct = player_ids_ct(case, plan, pmap)
+    image = sitk.GetImageFromArray(ids_ct.astype(np.uint16 if pmap.n_players >= 255 else np.uint8))
+    image.CopyInformation(case.ct)
+    path = Path(path)
+    tmp = path.with_name(f".partial-{path.name}")   # same extension, so SimpleITK picks the format
+    try:
+        sitk.WriteImage(image, str(tmp), True)
+        tmp.replace(path)
+    except (OSError, RuntimeError) as e:
+        raise ShapSegError(f"cannot write the player preview {path}: {e}", "bad_output") from None
+    return str(path)
+
+
 def reference_in_roi(case, path: str, roi: np.ndarray) -> np.ndarray:
     """A user's reference mask (CT geometry, non-zero = the structure) on the ROI's voxels."""
     try:
@@ -159,8 +181,11 @@ def explain_players(run: Run, model, case, target: int, roi: np.ndarray, players
     full_logits = ev.evaluate(np.ones((1, m), bool))
     reference = reference_in_roi(case, job.reference, roi) if job.reference else None
     vf = value_function_for(model, job.value, target, full_logits, unit_ml, reference, job.normalized)
+    preview = write_preview(job.preview, case, plan, pmap) if job.preview else None
     run.emit({"event": "players", "unit": vf.unit, "value": job.value, "normalized": job.normalized,
-              "players": [{k: r[k] for k in ("id", "name", "kind", "organ", "voxels", "ml")} for r in rows]})
+              "preview": preview,
+              "players": [{k: r[k] for k in ("id", "name", "kind", "organ", "voxels", "ml", "centroid_ras")}
+                          for r in rows]})
 
     budget = job.budget or default_budget(m)
     steps = min(job.faithfulness_steps, m)
@@ -260,7 +285,7 @@ def write_outputs(folder: Path, state: dict, run: Run, extra_files: list[str]) -
     case, players, expl = state["case"], state["players"], state["explanation"]
     plan, pmap, rows = players["plan"], players["pmap"], players["rows"]
     ct = case.ct
-    ids_ct = case.labels_to_ct(plan.crop_to_image((pmap.ids + 1).astype(np.int32), 0))
+    ids_ct = player_ids_ct(case, plan, pmap)
     roi_ct = case.labels_to_ct(state["roi"].astype(np.int32))
     pred_ct = case.labels_to_ct(state["prediction"].astype(np.int32))
     files = {"players": "players.seg.nrrd", "attribution": "attribution.nrrd", "roi": "roi.seg.nrrd",

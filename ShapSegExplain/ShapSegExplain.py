@@ -1,0 +1,913 @@
+"""ShapSegExplain: Shapley-value explanations of an nnU-Net CT segmentation, in 3D Slicer.
+
+Thin glue over ``ShapSegExplainLib``: the panel fills a ``RunRequest``, the CT and the
+optional segmentations are exported into a run folder, and ``shapseg worker`` runs in a
+separate process (Slicer's own ``PythonSlicer``). Its JSON-line events drive the progress
+bar and a live overlay; the result is loaded as a segmentation coloured by φ plus a table.
+Only torch-free parts of the engine are imported here, so the module opens instantly.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import pathlib
+import shutil
+from typing import Annotated
+
+import ctk
+import qt
+import vtk
+
+import slicer
+from slicer import (vtkMRMLMarkupsFiducialNode, vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode,
+                    vtkMRMLSegmentationNode)
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin
+
+# Torch-free engine parts only (Testing/test_slicer_module.py checks that none imports torch).
+from ShapSegExplainLib import dependencies, result_view
+from ShapSegExplainLib.errors import ShapSegError
+from ShapSegExplainLib.model_discovery import find_models, model_classes
+from ShapSegExplainLib.run_request import PREVIEW_FILE, RunRequest, new_run_folder, prepare_run
+from ShapSegExplainLib.worker_events import RunState
+from ShapSegExplainLib.worker_process import WorkerProcess, package_root, worker_command
+
+RESULT_ATTRIBUTE = "ShapSegExplain.Result"      # result folder, on each result segmentation node
+TABLE_REFERENCE = "ShapSegExplainTable"
+POLL_MS = 150
+
+
+#
+# ShapSegExplain
+#
+class ShapSegExplain(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("ShapSeg Explain")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["ShapSegExplain developers"]
+        self.parent.helpText = _("""
+Explains an nnU-Net segmentation with Shapley values. Click a suspicious finding (or draw a
+box), choose the players and what to explain, and press Explain: the players appear over the
+CT coloured by their contribution (red raises the value, blue lowers it), with a table.
+See the <a href="https://github.com/ShapSegExplain/ShapSegExplain#use-it-in-3d-slicer">documentation</a>.
+""")
+        self.parent.acknowledgementText = _("""
+Method after Coimbra Brioso et al., "Efficient KernelSHAP Explanations for Patch-based 3D
+Medical Image Segmentation" (2026). Uses nnU-Net, SimpleITK, slicerio and PyTorch.
+""")
+
+
+#
+# Choices shown in combo boxes (labels are what the user reads; values what the job says)
+#
+class Device(enum.Enum):
+    AUTO = "auto"
+    CUDA = "cuda"
+    CPU = "cpu"
+
+    def label(self) -> str:
+        return {"auto": _("Automatic (GPU if present)"), "cuda": _("GPU (CUDA)"), "cpu": _("CPU")}[self.value]
+
+
+class Region(enum.Enum):
+    POINT = "point"
+    BOX = "box"
+
+    def label(self) -> str:
+        return {"point": _("Point on a finding"), "box": _("Box (ROI)")}[self.value]
+
+
+class Players(enum.Enum):
+    HYBRID = "hybrid"
+    ORGAN = "organ"
+    FCC = "fcc"
+    SLIC = "slic"
+
+    def label(self) -> str:
+        return {"hybrid": _("Organ-aware supervoxels (hybrid)"), "organ": _("Whole organs"),
+                "fcc": _("Regular supervoxels (FCC)"), "slic": _("Image-driven supervoxels (SLIC)")}[self.value]
+
+
+class Value(enum.Enum):
+    SOFT_DICE = "soft_dice"
+    DICE = "dice"
+    TP = "tp"
+    FP = "fp"
+    SOFT_FP = "soft_fp"
+
+    def label(self) -> str:
+        return {"soft_dice": _("Soft Dice"), "dice": _("Dice"), "tp": _("True-positive volume"),
+                "fp": _("False-positive volume"), "soft_fp": _("Soft false-positive volume")}[self.value]
+
+
+@parameterNodeWrapper
+class ShapSegExplainParameterNode:
+    """Everything the panel holds; saved with the scene."""
+    inputVolume: vtkMRMLScalarVolumeNode
+    modelPath: pathlib.Path
+    configuration: str = ""
+    folds: str = ""
+    targetClass: str = ""
+    device: Device = Device.AUTO
+    mirroring: bool = True
+    region: Region = Region.POINT
+    pointNode: vtkMRMLMarkupsFiducialNode
+    roiNode: vtkMRMLMarkupsROINode
+    snapMm: Annotated[float, WithinRange(0, 50)] = 5.0
+    referenceSegmentation: vtkMRMLSegmentationNode
+    referenceSegmentId: str = ""
+    players: Players = Players.HYBRID
+    spacingMm: Annotated[float, WithinRange(3, 100)] = 15.0
+    marginMm: Annotated[float, WithinRange(0, 200)] = 20.0
+    minSizeMl: Annotated[float, WithinRange(0, 1000)] = 0.0
+    fixedContext: bool = False
+    anatomySegmentation: vtkMRMLSegmentationNode
+    value: Value = Value.SOFT_DICE
+    normalized: bool = False
+    budget: Annotated[int, WithinRange(0, 100000)] = 0
+    timeLimitS: Annotated[float, WithinRange(0, 86400)] = 0.0
+    seed: Annotated[int, WithinRange(0, 2147483647)] = 0
+    topK: Annotated[int, WithinRange(0, 10000)] = 0
+    minAbsPhi: Annotated[float, WithinRange(0, 1000000)] = 0.0
+    showAllResults: bool = False
+    resultSegmentation: vtkMRMLSegmentationNode
+
+
+#
+# ShapSegExplainWidget
+#
+class ShapSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._models = []
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/ShapSegExplain.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+
+        self.logic = ShapSegExplainLogic()
+        self.logic.onEvent = self.onWorkerEvent
+        self.logic.onFinished = self.onWorkerFinished
+
+        self.ui.pointPlaceWidget.placeMultipleMarkups = slicer.qSlicerMarkupsPlaceWidget.ForcePlaceSingleMarkup
+        self.ui.roiPlaceWidget.placeMultipleMarkups = slicer.qSlicerMarkupsPlaceWidget.ForcePlaceSingleMarkup
+        self.ui.resultSelector.addAttribute("vtkMRMLSegmentationNode", RESULT_ATTRIBUTE)
+        self.ui.referenceSegmentSelector.segmentationNodeSelectorVisible = True
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.installButton.connect("clicked(bool)", self.onInstallButton)
+        self.ui.modelComboBox.connect("activated(int)", self.onModelChosen)
+        self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelPathChanged)
+        self.ui.targetComboBox.connect("currentTextChanged(QString)", self.onTargetChanged)
+        self.ui.pointSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.ui.pointPlaceWidget.setCurrentNode)
+        self.ui.roiSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.ui.roiPlaceWidget.setCurrentNode)
+        self.ui.referenceSegmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onReferenceChanged)
+        self.ui.referenceSegmentSelector.connect("currentSegmentChanged(QString)", self.onReferenceChanged)
+        self.ui.resultTableView.connect("selectionChanged()", self.onTableSelection)
+        self.ui.openFolderButton.connect("clicked(bool)", self.onOpenFolder)
+
+        self.fillModelList()
+        self.updateDependencyStatus()
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        """Module reload or application exit: never leave a worker running."""
+        if self.logic:
+            self.logic.cancel()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        """A closed scene stops the run: its inputs and overlay are going away."""
+        self.logic.cancel()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    # ----- parameter node ----------------------------------------------------------------------
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        p = self._parameterNode
+        if not p.inputVolume:
+            p.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+        if not self.logic.validModelPath(p.modelPath) and self._models:
+            p.modelPath = pathlib.Path(self._models[0].path)
+
+    def setParameterNode(self, node: ShapSegExplainParameterNode | None) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+        self._parameterNode = node
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+            self.updateGUIFromParameterNode()
+
+    def updateGUIFromParameterNode(self, caller=None, event=None) -> None:
+        """What ``connectGui`` cannot do: the target list, the reference segment, the region
+        widgets shown, the Apply button and the shown result."""
+        p = self._parameterNode
+        if p is None:
+            return
+        self.fillTargets(p.modelPath, p.targetClass)
+        with SignalsBlocked(self.ui.referenceSegmentSelector):
+            self.ui.referenceSegmentSelector.setCurrentNode(p.referenceSegmentation)
+            self.ui.referenceSegmentSelector.setCurrentSegmentID(p.referenceSegmentId)
+        point = p.region == Region.POINT
+        for w in (self.ui.pointSelector, self.ui.pointPlaceWidget, self.ui.snapSpinBox):
+            w.setVisible(point)
+        for w in (self.ui.roiSelector, self.ui.roiPlaceWidget):
+            w.setVisible(not point)
+        self.updateApplyButton()
+        self.showResult(p.resultSegmentation)
+
+    def updateApplyButton(self) -> None:
+        if self.logic.running:
+            self.ui.applyButton.text, self.ui.applyButton.enabled = _("Cancel"), True
+            self.ui.applyButton.toolTip = _("Stop the running explanation (nothing is written).")
+            return
+        self.ui.applyButton.text = _("Explain")
+        problem = self.logic.whyCannotRun(self._parameterNode)
+        self.ui.applyButton.enabled = problem is None
+        self.ui.applyButton.toolTip = problem or _("Run the explanation in the background.")
+
+    # ----- models and targets ------------------------------------------------------------------
+    def fillModelList(self) -> None:
+        self._models = self.logic.findModels()
+        with SignalsBlocked(self.ui.modelComboBox):
+            self.ui.modelComboBox.clear()
+            for m in self._models:
+                self.ui.modelComboBox.addItem(m.label, str(m.path))
+            self.ui.modelComboBox.addItem(_("Other nnU-Net results folder..."), "")
+
+    def onModelChosen(self, index: int) -> None:
+        path = self.ui.modelComboBox.itemData(index)
+        if path and self._parameterNode:
+            self._parameterNode.modelPath = pathlib.Path(path)
+        elif not path:
+            self.ui.modelPathLineEdit.browse()
+
+    def onModelPathChanged(self, text: str) -> None:
+        index = self.ui.modelComboBox.findData(text)
+        with SignalsBlocked(self.ui.modelComboBox):
+            self.ui.modelComboBox.setCurrentIndex(index if index >= 0 else self.ui.modelComboBox.count - 1)
+
+    def fillTargets(self, modelPath, current: str) -> None:
+        classes = self.logic.modelClasses(modelPath)
+        with SignalsBlocked(self.ui.targetComboBox):
+            if [self.ui.targetComboBox.itemText(i) for i in range(self.ui.targetComboBox.count)] != classes:
+                self.ui.targetComboBox.clear()
+                self.ui.targetComboBox.addItems(classes)
+            index = self.ui.targetComboBox.findText(current)
+            self.ui.targetComboBox.setCurrentIndex(index)
+        if index < 0 and classes and self._parameterNode:
+            self._parameterNode.targetClass = classes[0]
+
+    def onTargetChanged(self, text: str) -> None:
+        if self._parameterNode and text:
+            self._parameterNode.targetClass = text
+
+    def onReferenceChanged(self, *args) -> None:
+        if self._parameterNode:
+            with slicer.util.NodeModify(self._parameterNode):
+                self._parameterNode.referenceSegmentation = self.ui.referenceSegmentSelector.currentNode()
+                self._parameterNode.referenceSegmentId = self.ui.referenceSegmentSelector.currentSegmentID() or ""
+
+    # ----- dependencies ------------------------------------------------------------------------
+    def updateDependencyStatus(self) -> None:
+        missing = dependencies.missing()
+        self.ui.dependencyLabel.text = "" if not missing else _(
+            "Needs Python packages that Slicer does not have yet: {packages}.").format(packages=", ".join(missing))
+        self.ui.dependencyLabel.visible = self.ui.installButton.visible = bool(missing)
+
+    def onInstallButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Installing the Python packages failed."), waitCursor=True):
+            self.logic.installDependencies(askConfirmation=True)
+        self.updateDependencyStatus()
+        self.updateApplyButton()
+
+    # ----- running -----------------------------------------------------------------------------
+    def onApplyButton(self) -> None:
+        if self.logic.running:
+            seconds = self.logic.cancel()
+            self.ui.statusLabel.text = _("Cancelled in {s:.2f} s; nothing was written.").format(s=seconds)
+            self.updateApplyButton()
+            return
+        if dependencies.missing():
+            self.onInstallButton()
+            if dependencies.missing():
+                return
+        self.ui.logTextEdit.clear()
+        self.ui.progressBar.value = 0
+        try:
+            self.logic.start(self._parameterNode)
+        except ShapSegError as e:
+            slicer.util.errorDisplay(str(e), windowTitle=_("ShapSeg Explain"))
+            return
+        except Exception as e:   # an export that Slicer refused: show it, never a half-started run
+            logging.exception("ShapSegExplain could not start")
+            slicer.util.errorDisplay(_("Could not start the explanation: {e}").format(e=e),
+                                     windowTitle=_("ShapSeg Explain"))
+            return
+        self.ui.statusLabel.text = _("Starting the worker...")
+        self.updateApplyButton()
+
+    def onWorkerEvent(self, event: dict, state: RunState) -> None:
+        kind = event.get("event")
+        if kind == "log":
+            self.ui.logTextEdit.appendPlainText(event.get("message", ""))
+            return
+        if kind == "progress":
+            self.ui.logTextEdit.appendPlainText(f"[{event.get('phase')}] {event.get('message', '')}")
+        self.ui.progressBar.value = state.percent
+        self.ui.progressBar.format = f"{state.phase} %p%"
+        self.ui.statusLabel.text = result_view.status_text(state)
+
+    def onWorkerFinished(self, state: RunState, resultNode) -> None:
+        self.ui.statusLabel.text = result_view.status_text(state)
+        self.updateApplyButton()
+        if state.outcome == "result" and resultNode is not None:
+            self.ui.progressBar.value = 100
+            self._parameterNode.resultSegmentation = resultNode
+        elif state.outcome == "error":
+            self.ui.logCollapsibleButton.collapsed = False
+            slicer.util.errorDisplay(state.message, windowTitle=_("ShapSeg Explain: the explanation failed"),
+                                     detailedText="\n".join(state.log[-200:]))
+
+    # ----- results -----------------------------------------------------------------------------
+    def showResult(self, segNode) -> None:
+        p = self._parameterNode
+        expl = self.logic.explanationOf(segNode)
+        self.ui.summaryLabel.text = result_view.summary_text(expl) if expl else ""
+        self.ui.faithfulnessLabel.text = result_view.faithfulness_text(expl.get("faithfulness")) if expl else ""
+        self.ui.openFolderButton.enabled = expl is not None
+        self.ui.resultTableView.setMRMLTableNode(self.logic.tableOf(segNode))
+        if expl:
+            vmax = self.logic.colorScale(expl)
+            self.ui.legendBar.styleSheet = result_view.legend_stylesheet(vmax)
+            low, mid, high = result_view.legend_labels(vmax, expl["value"].get("unit", ""))
+            self.ui.legendMinLabel.text, self.ui.legendMidLabel.text, self.ui.legendMaxLabel.text = low, mid, high
+            self.logic.applyDisplay(segNode, p.topK, p.minAbsPhi)
+        self.logic.showOnly(segNode, showAll=p.showAllResults)
+
+    def onTableSelection(self) -> None:
+        view = self.ui.resultTableView
+        indexes = view.selectionModel().selectedIndexes() if view.selectionModel() else []
+        if not indexes:
+            return
+        index = view.sortFilterProxyModel().mapToSource(indexes[0])
+        try:
+            row = view.tableModel().mrmlTableRowIndex(index)
+        except AttributeError:
+            row = index.row()
+        self.logic.jumpToPlayer(self._parameterNode.resultSegmentation, row)
+
+    def onOpenFolder(self) -> None:
+        expl = self.logic.explanationOf(self._parameterNode.resultSegmentation)
+        if expl:
+            qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(expl["out"]))
+
+
+class SignalsBlocked:
+    """``with SignalsBlocked(widget):`` sets a widget without triggering its own handlers."""
+
+    def __init__(self, widget) -> None:
+        self.widget = widget
+
+    def __enter__(self):
+        self.previous = self.widget.blockSignals(True)
+        return self.widget
+
+    def __exit__(self, *exc) -> None:
+        self.widget.blockSignals(self.previous)
+
+
+#
+# ShapSegExplainLogic
+#
+class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
+    """Exports, the worker, the live overlay and the results; usable without the widget
+    (the self-test drives it directly). ``workerFactory`` can be replaced in tests."""
+
+    def __init__(self, workerFactory=WorkerProcess) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        self.workerFactory = workerFactory
+        self.worker = None
+        self.state = None
+        self.run = None
+        self.onEvent = None          # callback(event, state)
+        self.onFinished = None       # callback(state, resultSegmentationNode or None)
+        self.timer = qt.QTimer()
+        self.timer.setInterval(POLL_MS)
+        self.timer.connect("timeout()", self.poll)
+        self._explanations = {}
+
+    def getParameterNode(self) -> ShapSegExplainParameterNode:
+        return ShapSegExplainParameterNode(super().getParameterNode())
+
+    # ----- models ------------------------------------------------------------------------------
+    def demoModelPath(self) -> pathlib.Path:
+        return pathlib.Path(self.resourcePath("DemoModel"))
+
+    def resourcePath(self, name: str) -> str:
+        return os.path.join(os.path.dirname(__file__), "Resources", name)
+
+    def findModels(self):
+        return find_models(self.demoModelPath())
+
+    @staticmethod
+    def validModelPath(path) -> bool:
+        return bool(path) and str(path) not in ("", ".") and (pathlib.Path(path) / "dataset.json").is_file()
+
+    def modelClasses(self, path) -> list[str]:
+        return list(model_classes(pathlib.Path(path))) if self.validModelPath(path) else []
+
+    # ----- dependencies ------------------------------------------------------------------------
+    def installDependencies(self, askConfirmation: bool = True) -> bool:
+        """Torch through the PyTorch extension when it is there (it picks the build for this
+        computer's GPU), then the rest with Slicer's pip helper; pinned as in pyproject.toml."""
+        missing = dependencies.missing()
+        if not missing:
+            return True
+        torch, rest = dependencies.split_torch(missing)
+        if askConfirmation and not slicer.util.confirmOkCancelDisplay(
+                _("ShapSeg Explain needs these Python packages: {p}. Download and install them now? "
+                  "This can take several minutes (PyTorch is large).").format(p=", ".join(missing)),
+                windowTitle=_("ShapSeg Explain: install Python packages")):
+            return False
+        if torch:
+            try:
+                import PyTorchUtils
+            except ImportError:
+                PyTorchUtils = None
+            if PyTorchUtils is not None:
+                if PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                        askConfirmation=False, torchVersionRequirement=dependencies.version_requirement("torch"),
+                        torchvisionVersionRequirement=dependencies.version_requirement("torchvision")) is None:
+                    raise RuntimeError(_("PyTorch was not installed."))
+            else:
+                rest = torch + rest
+        if rest:
+            slicer.util.pip_install(rest)
+        return not dependencies.missing()
+
+    # ----- checks ------------------------------------------------------------------------------
+    def whyCannotRun(self, p: ShapSegExplainParameterNode | None) -> str | None:
+        """None when the panel describes a runnable job, else what is missing, for the tooltip."""
+        if p is None:
+            return _("No parameter node.")
+        if not p.inputVolume:
+            return _("Choose the CT volume.")
+        if not self.validModelPath(p.modelPath):
+            return _("Choose an nnU-Net results folder (with dataset.json).")
+        if not p.targetClass:
+            return _("Choose the target class.")
+        if p.region == Region.POINT and not (p.pointNode and p.pointNode.GetNumberOfDefinedControlPoints()):
+            return _("Place a point on the finding.")
+        if p.region == Region.BOX and not (p.roiNode and p.roiNode.GetNumberOfDefinedControlPoints()):
+            return _("Place a box (ROI) around the region.")
+        return None
+
+    # ----- starting ----------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.worker is not None and not self.worker.finished
+
+    def runsRoot(self) -> pathlib.Path:
+        return pathlib.Path(slicer.app.temporaryPath) / "ShapSegExplain"
+
+    def start(self, p: ShapSegExplainParameterNode) -> pathlib.Path:
+        """Export the inputs into a fresh run folder, write the job and start the worker."""
+        problem = self.whyCannotRun(p)
+        if problem:
+            raise ShapSegError(problem, "bad_input")
+        if self.running:
+            raise ShapSegError(_("An explanation is already running; cancel it first."), "busy")
+        ct = p.inputVolume
+        label = f"{ct.GetName()}-{p.targetClass}-{p.value.value}-{p.players.value}"
+        folder = new_run_folder(self.runsRoot(), label)
+        try:
+            request = self.exportInputs(p, folder)
+            jobPath, job = prepare_run(folder, request)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        self.run = {"folder": folder, "job": job, "ct": ct, "preview": None, "label": label,
+                    "settings": {"target": p.targetClass, "value": p.value.value, "players": p.players.value}}
+        self.state = RunState()
+        self.worker = self.workerFactory(worker_command(self.pythonExecutable(), jobPath), cwd=str(package_root()),
+                                         env=self.workerEnvironment()).start()
+        self.timer.start()
+        return folder
+
+    def exportInputs(self, p: ShapSegExplainParameterNode, folder: pathlib.Path) -> RunRequest:
+        """The CT, reference and anatomy as files in world coordinates (transforms hardened),
+        the region as RAS numbers: what the worker reads."""
+        inputs = folder / "inputs"
+        inputs.mkdir()
+        ct = p.inputVolume
+        ctPath = str(inputs / "ct.nrrd")
+        slicer.util.exportNode(ct, ctPath, {"useCompression": 0}, world=True)
+        request = RunRequest(
+            ct=ctPath, model=str(p.modelPath), target=p.targetClass, region=p.region.value, snap_mm=p.snapMm,
+            players=p.players.value, spacing_mm=p.spacingMm, margin_mm=p.marginMm, min_size_ml=p.minSizeMl,
+            fixed_context=p.fixedContext,
+            value=p.value.value, normalized=p.normalized, budget=p.budget, time_limit_s=p.timeLimitS, seed=p.seed,
+            device=p.device.value, mirroring=p.mirroring, configuration=p.configuration, folds=p.folds)
+        if p.region == Region.POINT:
+            n = p.pointNode.GetNumberOfControlPoints()
+            position = [0.0, 0.0, 0.0]
+            p.pointNode.GetNthControlPointPositionWorld(n - 1, position)   # the last point placed
+            request.ras_point = list(position)
+        else:
+            bounds = [0.0] * 6
+            p.roiNode.GetRASBounds(bounds)                                  # world, axis-aligned
+            request.ras_bounds = bounds
+        if p.referenceSegmentation and p.referenceSegmentId:
+            request.reference = self.exportSegments(p.referenceSegmentation, [p.referenceSegmentId], ct,
+                                                    inputs / "reference.nrrd")[0]
+        if p.anatomySegmentation:
+            ids = vtk.vtkStringArray()
+            p.anatomySegmentation.GetSegmentation().GetSegmentIDs(ids)
+            segmentIds = [ids.GetValue(i) for i in range(ids.GetNumberOfValues())]
+            request.anatomy, request.anatomy_names = self.exportSegments(p.anatomySegmentation, segmentIds, ct,
+                                                                         inputs / "anatomy.nrrd")
+        return request
+
+    @staticmethod
+    def exportSegments(segNode, segmentIds: list[str], ct, path: pathlib.Path) -> tuple[str, dict[int, str]]:
+        """Segments as one label map on the CT's grid (label i + 1 = segmentIds[i]), exported in
+        world coordinates like the CT; returns the file and the label names."""
+        ids = vtk.vtkStringArray()
+        for s in segmentIds:
+            ids.InsertNextValue(s)
+        labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "ShapSegExplain export")
+        try:
+            if not slicer.modules.segmentations.logic().ExportSegmentsToLabelmapNode(
+                    segNode, ids, labelmap, ct, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY):
+                raise ShapSegError(_("Could not resample the segmentation {n} to the CT.").format(n=segNode.GetName()),
+                                   "bad_segmentation")
+            labelmap.SetAndObserveTransformNodeID(ct.GetTransformNodeID())
+            slicer.util.exportNode(labelmap, str(path), {"useCompression": 1}, world=True)
+        finally:
+            slicer.mrmlScene.RemoveNode(labelmap)
+        segmentation = segNode.GetSegmentation()
+        names = {i + 1: segmentation.GetSegment(s).GetName() for i, s in enumerate(segmentIds)}
+        return str(path), names
+
+    def pythonExecutable(self) -> str:
+        """Slicer's own Python (``PythonSlicer``, a launcher that sets Slicer's environment)."""
+        name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
+        found = shutil.which(name) or shutil.which(name, path=os.path.dirname(slicer.app.applicationFilePath()))
+        if not found:
+            raise ShapSegError(_("PythonSlicer was not found next to Slicer."), "no_python")
+        return found
+
+    def workerEnvironment(self) -> dict:
+        return slicer.util.startupEnvironment()
+
+    # ----- while it runs -----------------------------------------------------------------------
+    def poll(self) -> None:
+        """Called by the timer: fold new events into the state, update the overlay."""
+        if self.worker is None:
+            self.timer.stop()
+            return
+        for event in self.worker.poll():
+            self.state.update(event)
+            try:
+                self.handleEvent(event)
+            except Exception:           # a display problem must not kill the polling
+                logging.exception("ShapSegExplain: could not show an event")
+            if self.onEvent:
+                self.onEvent(event, self.state)
+        if self.worker.finished:
+            self.timer.stop()
+            self.finish()
+
+    def handleEvent(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "players" and event.get("preview"):
+            self.run["players"] = event["players"]
+            self.run["preview"] = self.loadPreview(event["preview"], event["players"])
+        elif kind == "partial" and self.run.get("preview") is not None:
+            self.colorSegments(self.run["preview"], self.run["players"], event["phi"])
+
+    def loadPreview(self, path: str, players: list[dict]):
+        """The player map as a segmentation, one segment per player, grey until the first φ."""
+        labelmap = slicer.util.loadLabelVolume(path, {"show": False})
+        segNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode",
+                                                     f"ShapSegExplain running: {self.run['label']}")
+        segNode.CreateDefaultDisplayNodes()
+        try:
+            slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmap, segNode)
+        finally:
+            slicer.mrmlScene.RemoveNode(labelmap)
+        byLabel = {p["id"] + 1: p for p in players}
+        segmentation = segNode.GetSegmentation()
+        for i in range(segmentation.GetNumberOfSegments()):
+            segment = segmentation.GetNthSegment(i)
+            player = byLabel.get(segment.GetLabelValue())
+            if player is not None:
+                segment.SetName(player["name"])
+                segment.SetColor(0.6, 0.6, 0.6)
+        return segNode
+
+    def colorSegments(self, segNode, players: list[dict], phi: list[float]) -> None:
+        """Colour and 2D fill opacity of each player from the current φ (live or final)."""
+        display = segNode.GetDisplayNode()
+        segmentation = segNode.GetSegmentation()
+        byLabel = {p["id"] + 1: k for k, p in enumerate(players)}
+        styles = result_view.segment_styles(phi)
+        with slicer.util.NodeModify(segNode):
+            for i in range(segmentation.GetNumberOfSegments()):
+                segment = segmentation.GetNthSegment(i)
+                k = byLabel.get(segment.GetLabelValue())
+                if k is None:
+                    continue
+                rgb, opacity = styles[k]
+                segment.SetColor(*rgb)
+                display.SetSegmentOpacity2DFill(segmentation.GetNthSegmentID(i), opacity)
+
+    # ----- stopping and finishing --------------------------------------------------------------
+    def cancel(self) -> float:
+        """Stop the worker and its children (under a second); remove the run's files and overlay."""
+        if not self.running:
+            return 0.0
+        seconds = self.worker.cancel()
+        self.timer.stop()
+        self.state.update({"event": "cancelled", "message": "cancelled by the user"})
+        self.removePreview()
+        shutil.rmtree(self.run["folder"], ignore_errors=True)
+        self.worker.finished = True
+        if self.onFinished:
+            self.onFinished(self.state, None)
+        return seconds
+
+    def removePreview(self) -> None:
+        if self.run and self.run.get("preview") is not None:
+            slicer.mrmlScene.RemoveNode(self.run["preview"])
+            self.run["preview"] = None
+
+    def finish(self) -> None:
+        """The worker has ended: load the result, or keep the log for a failed run."""
+        self.removePreview()
+        resultNode = None
+        if self.state.outcome == "result":
+            out = pathlib.Path(self.run["job"].out)
+            resultNode = self.loadResult(out, self.run["ct"], self.run["label"])
+            shutil.rmtree(self.run["folder"] / "inputs", ignore_errors=True)   # the CT copy is no longer needed
+        elif self.state.outcome == "error":
+            (self.run["folder"] / "worker.log").write_text("\n".join(self.state.log))
+        if self.onFinished:
+            self.onFinished(self.state, resultNode)
+
+    # ----- results -----------------------------------------------------------------------------
+    def loadResult(self, outDir: pathlib.Path, ct, label: str):
+        """players.seg.nrrd over the CT (names and colours from the file, opacity by |φ|) and
+        its table; both named after the run and kept alongside earlier runs."""
+        expl = result_view.read_explanation(outDir)
+        expl["out"] = str(outDir)
+        segNode = slicer.util.loadSegmentation(str(outDir / "players.seg.nrrd"))
+        segNode.SetName(slicer.mrmlScene.GenerateUniqueName(f"ShapSegExplain {label}"))
+        segNode.SetAttribute(RESULT_ATTRIBUTE, str(outDir))
+        segNode.SetReferenceImageGeometryParameterFromVolumeNode(ct)
+        table = self.makeTable(expl, segNode.GetName())
+        segNode.SetNodeReferenceID(TABLE_REFERENCE, table.GetID())
+        self._explanations[segNode.GetID()] = expl
+        self.applyDisplay(segNode, 0, 0.0)
+        return segNode
+
+    def makeTable(self, expl: dict, name: str):
+        """The table node: player, organ, φ, ±SE, mL, rank (largest φ first)."""
+        rows = result_view.table_rows(expl["players"])
+        table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} table")
+        columns = []
+        for title in result_view.TABLE_COLUMNS:
+            array = vtk.vtkStringArray() if title in ("Player", "Organ") else \
+                vtk.vtkIntArray() if title == "Rank" else vtk.vtkDoubleArray()
+            array.SetName(title)
+            columns.append(array)
+        for row in rows:
+            for array, title in zip(columns, result_view.TABLE_COLUMNS):
+                array.InsertNextValue(row[title])
+        for array in columns:
+            table.AddColumn(array)
+        table.SetUseColumnTitleAsColumnHeader(True)
+        table.SetLocked(True)
+        table.SetAttribute("ShapSegExplain.SegmentIds", ";".join(r["segment_id"] for r in rows))
+        return table
+
+    def explanationOf(self, segNode) -> dict | None:
+        if segNode is None or not segNode.GetAttribute(RESULT_ATTRIBUTE):
+            return None
+        if segNode.GetID() not in self._explanations:      # a result from a saved scene
+            try:
+                expl = result_view.read_explanation(segNode.GetAttribute(RESULT_ATTRIBUTE))
+            except (OSError, ValueError):
+                return None
+            expl["out"] = segNode.GetAttribute(RESULT_ATTRIBUTE)
+            self._explanations[segNode.GetID()] = expl
+        return self._explanations[segNode.GetID()]
+
+    def tableOf(self, segNode):
+        return segNode.GetNodeReference(TABLE_REFERENCE) if segNode else None
+
+    @staticmethod
+    def colorScale(expl: dict) -> float:
+        return result_view.phi_scale([p["phi"] for p in expl["players"]])
+
+    def applyDisplay(self, segNode, topK: int, minAbsPhi: float) -> None:
+        """2D fill opacity by |φ| and the "top k / hide |φ| below t" filter."""
+        expl = self.explanationOf(segNode)
+        if expl is None:
+            return
+        phi = [p["phi"] for p in expl["players"]]
+        visible = result_view.visible_players(phi, topK, minAbsPhi)
+        display = segNode.GetDisplayNode()
+        with slicer.util.NodeModify(display):
+            for player, (_rgb, opacity), shown in zip(expl["players"], result_view.segment_styles(phi), visible):
+                segmentId = result_view.segment_id(player["id"])
+                display.SetSegmentOpacity2DFill(segmentId, opacity)
+                display.SetSegmentOpacity2DOutline(segmentId, 1.0)
+                display.SetSegmentVisibility(segmentId, bool(shown))
+
+    def showOnly(self, segNode, showAll: bool = False) -> None:
+        """Show the chosen result (and hide the others unless comparing)."""
+        for node in slicer.util.getNodesByClass("vtkMRMLSegmentationNode"):
+            if node.GetAttribute(RESULT_ATTRIBUTE) and node.GetDisplayNode():
+                node.GetDisplayNode().SetVisibility(showAll or node is segNode)
+
+    def jumpToPlayer(self, segNode, row: int) -> None:
+        """Centre the slice views on the player of a table row."""
+        expl = self.explanationOf(segNode)
+        if expl is None:
+            return
+        rows = result_view.table_rows(expl["players"])
+        if 0 <= row < len(rows) and rows[row]["centroid_ras"]:
+            x, y, z = rows[row]["centroid_ras"]
+            slicer.modules.markups.logic().JumpSlicesToLocation(x, y, z, True)
+
+
+#
+# ShapSegExplainTest
+#
+class ShapSegExplainTest(ScriptedLoadableModuleTest):
+    """Runs the demo case end to end through the logic, as the panel does: phantom CT,
+    shipped demo model, a box around the planted finding, the real worker process, the live
+    overlay and the loaded result; then a cancel. Needs torch and nnU-Net (installed if missing)."""
+
+    TIMEOUT_S = 900
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_DemoEndToEnd()
+        self.setUp()
+        self.test_CancelStopsTheWorker()
+
+    # helpers
+    def _demoScene(self, budget: int):
+        """The demo case as a reader would set it up: the CT, a box around the finding, the
+        true kidney as the reference segment and the phantom's organs as the anatomy."""
+        import json
+        import tempfile
+        import numpy as np
+        logic = ShapSegExplainLogic()
+        self.assertTrue(logic.installDependencies(askConfirmation=False), "the Python dependencies are missing")
+        from ShapSegExplainLib.demo import DEMO_SEED, write_demo_case
+        folder = pathlib.Path(tempfile.mkdtemp(prefix="ShapSegExplainTest-"))
+        case = write_demo_case(folder, DEMO_SEED)
+        files = case.files
+        ct = slicer.util.loadVolume(files["ct"])
+        drawn = slicer.util.loadLabelVolume(files["roi"], {"show": False})
+        ijk = np.argwhere(slicer.util.arrayFromVolume(drawn) > 0)[:, ::-1]      # (i, j, k)
+        ijkToRas = vtk.vtkMatrix4x4()
+        drawn.GetIJKToRASMatrix(ijkToRas)
+        corners = np.array([ijkToRas.MultiplyPoint([*c, 1.0])[:3] for c in (ijk.min(0) - 0.5, ijk.max(0) + 0.5)])
+        slicer.mrmlScene.RemoveNode(drawn)
+        roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "finding box")
+        roi.SetCenter(*corners.mean(0))
+        roi.SetSize(*np.abs(corners[1] - corners[0]))
+        names = {int(k): v for k, v in json.loads(pathlib.Path(files["anatomy_labels"]).read_text()).items()}
+        reference = self._segmentationFromLabels(files["reference"], {1: "kidney_left (truth)"})
+        anatomy = self._segmentationFromLabels(files["anatomy"], names)
+        p = logic.getParameterNode()
+        p.inputVolume, p.modelPath, p.targetClass = ct, logic.demoModelPath(), "kidney_left"
+        p.region, p.roiNode = Region.BOX, roi
+        p.referenceSegmentation = reference
+        p.referenceSegmentId = reference.GetSegmentation().GetNthSegmentID(0)
+        p.anatomySegmentation = anatomy
+        p.players, p.spacingMm, p.marginMm, p.value = Players.HYBRID, 20.0, 10.0, Value.SOFT_FP
+        p.fixedContext = True
+        p.device, p.mirroring, p.budget = Device.CPU, False, budget
+        return logic, p, case
+
+    @staticmethod
+    def _segmentationFromLabels(path: str, names: dict):
+        labelmap = slicer.util.loadLabelVolume(path, {"show": False})
+        segNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+        slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmap, segNode)
+        slicer.mrmlScene.RemoveNode(labelmap)
+        segmentation = segNode.GetSegmentation()
+        for i in range(segmentation.GetNumberOfSegments()):
+            segment = segmentation.GetNthSegment(i)
+            segment.SetName(names.get(segment.GetLabelValue(), segment.GetName()))
+        return segNode
+
+    def _wait(self, logic, until):
+        import time
+        t0 = time.monotonic()
+        while not until():
+            slicer.app.processEvents()
+            time.sleep(0.02)
+            self.assertLess(time.monotonic() - t0, self.TIMEOUT_S, "the worker did not finish in time")
+
+    def test_DemoEndToEnd(self):
+        self.delayDisplay("Explaining the demo finding")
+        logic, p, case = self._demoScene(budget=0)
+        seen, finished = [], {}
+        logic.onEvent = lambda e, s: seen.append((e.get("event"), logic.run.get("preview") is not None))
+        logic.onFinished = lambda s, node: finished.update(state=s, node=node)
+        logic.start(p)
+        self.assertTrue(logic.running)
+        self._wait(logic, lambda: "state" in finished)
+        state, segNode = finished["state"], finished["node"]
+        self.assertEqual(state.outcome, "result", state.message)
+        kinds = [k for k, _ in seen]
+        self.assertIn("players", kinds)
+        self.assertTrue(any(k == "partial" and live for k, live in seen), "no live overlay during the run")
+        expl = logic.explanationOf(segNode)
+        segmentation = segNode.GetSegmentation()
+        self.assertEqual(segmentation.GetNumberOfSegments(), len(expl["players"]))
+        phi = [pl["phi"] for pl in expl["players"]]
+        self.assertAlmostEqual(sum(phi), expl["full_value"] - expl["base_value"], places=6)
+        styles = result_view.segment_styles(phi)
+        for player, (rgb, opacity) in zip(expl["players"], styles):
+            segment = segmentation.GetSegment(result_view.segment_id(player["id"]))
+            self.assertIsNotNone(segment)
+            for a, b in zip(segment.GetColor(), rgb):
+                self.assertAlmostEqual(a, b, places=4)
+            self.assertAlmostEqual(
+                segNode.GetDisplayNode().GetSegmentOpacity2DFill(result_view.segment_id(player["id"])), opacity, places=4)
+        table = logic.tableOf(segNode)
+        self.assertEqual(table.GetNumberOfRows(), len(expl["players"]))
+        import numpy as np
+        import slicerio
+        from ShapSegExplainLib.demo import mimic_player_shares
+        players_ct = slicerio.read_segmentation(str(pathlib.Path(expl["out"]) / "players.seg.nrrd"))["voxels"]
+        shares = mimic_player_shares(players_ct.transpose(2, 1, 0), case.phantom.mimic, len(phi))
+        self.assertEqual(int(np.argmax(phi)), int(np.argmax(shares)), "the planted finding's player is not on top")
+        logic.applyDisplay(segNode, 3, 0.0)
+        shown = [segNode.GetDisplayNode().GetSegmentVisibility(result_view.segment_id(pl["id"]))
+                 for pl in expl["players"]]
+        self.assertEqual(sum(shown), 3)
+        self.assertIsNone(slicer.mrmlScene.GetFirstNodeByName(f"ShapSegExplain running: {logic.run['label']}"))
+        self.delayDisplay("Demo explained")
+
+    def test_CancelStopsTheWorker(self):
+        import time
+        self.delayDisplay("Cancelling a run")
+        logic, p, _case = self._demoScene(budget=2000)
+        partials = []
+        logic.onEvent = lambda e, s: partials.append(1) if e.get("event") == "partial" else None
+        folder = logic.start(p)
+        pid = logic.worker.pid
+        self._wait(logic, lambda: partials)
+        t0 = time.perf_counter()
+        logic.cancel()
+        self.assertLess(time.perf_counter() - t0, 1.0)
+        self.assertFalse(logic.running)
+        import psutil
+        self.assertFalse(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+        self.assertFalse(folder.exists(), "a cancelled run left files")
+        self.assertEqual(logic.state.outcome, "cancelled")
+        self.delayDisplay("Cancelled")
