@@ -151,6 +151,7 @@ class ShapSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._models = []
+        self._observedMarkups = []
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -191,6 +192,7 @@ class ShapSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Module reload or application exit: never leave a worker running."""
         if self.logic:
             self.logic.cancel()
+            self.logic.timer.stop()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -241,12 +243,28 @@ class ShapSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.referenceSegmentSelector.setCurrentNode(p.referenceSegmentation)
             self.ui.referenceSegmentSelector.setCurrentSegmentID(p.referenceSegmentId)
         point = p.region == Region.POINT
-        for w in (self.ui.pointSelector, self.ui.pointPlaceWidget, self.ui.snapSpinBox):
+        for w in (self.ui.pointLabel, self.ui.pointSelector, self.ui.pointPlaceWidget, self.ui.snapLabel,
+                  self.ui.snapSpinBox):
             w.setVisible(point)
-        for w in (self.ui.roiSelector, self.ui.roiPlaceWidget):
+        for w in (self.ui.roiLabel, self.ui.roiSelector, self.ui.roiPlaceWidget):
             w.setVisible(not point)
+        self.observeMarkups([p.pointNode, p.roiNode])
         self.updateApplyButton()
         self.showResult(p.resultSegmentation)
+
+    def observeMarkups(self, nodes) -> None:
+        """Placing or moving a point or the box enables Explain (they are not parameters)."""
+        nodes = [n for n in nodes if n is not None]
+        for old in self._observedMarkups:
+            if old not in nodes:
+                self.removeObserver(old, vtk.vtkCommand.ModifiedEvent, self.onMarkupsModified)
+        for n in nodes:
+            if not self.hasObserver(n, vtk.vtkCommand.ModifiedEvent, self.onMarkupsModified):
+                self.addObserver(n, vtk.vtkCommand.ModifiedEvent, self.onMarkupsModified)
+        self._observedMarkups = nodes
+
+    def onMarkupsModified(self, caller=None, event=None) -> None:
+        self.updateApplyButton()
 
     def updateApplyButton(self) -> None:
         if self.logic.running:
@@ -296,9 +314,10 @@ class ShapSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onReferenceChanged(self, *args) -> None:
         if self._parameterNode:
-            with slicer.util.NodeModify(self._parameterNode):
-                self._parameterNode.referenceSegmentation = self.ui.referenceSegmentSelector.currentNode()
-                self._parameterNode.referenceSegmentId = self.ui.referenceSegmentSelector.currentSegmentID() or ""
+            node = self.ui.referenceSegmentSelector.currentNode()
+            segmentId = self.ui.referenceSegmentSelector.currentSegmentID() or ""
+            self._parameterNode.referenceSegmentation = node
+            self._parameterNode.referenceSegmentId = segmentId
 
     # ----- dependencies ------------------------------------------------------------------------
     def updateDependencyStatus(self) -> None:
@@ -681,7 +700,7 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
         resultNode = None
         if self.state.outcome == "result":
             out = pathlib.Path(self.run["job"].out)
-            resultNode = self.loadResult(out, self.run["ct"], self.run["label"])
+            resultNode = self.loadResult(out, self.run["label"])
             shutil.rmtree(self.run["folder"] / "inputs", ignore_errors=True)   # the CT copy is no longer needed
         elif self.state.outcome == "error":
             (self.run["folder"] / "worker.log").write_text("\n".join(self.state.log))
@@ -689,7 +708,7 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
             self.onFinished(self.state, resultNode)
 
     # ----- results -----------------------------------------------------------------------------
-    def loadResult(self, outDir: pathlib.Path, ct, label: str):
+    def loadResult(self, outDir: pathlib.Path, label: str):
         """players.seg.nrrd over the CT (names and colours from the file, opacity by |φ|) and
         its table; both named after the run and kept alongside earlier runs."""
         expl = result_view.read_explanation(outDir)
@@ -697,7 +716,6 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
         segNode = slicer.util.loadSegmentation(str(outDir / "players.seg.nrrd"))
         segNode.SetName(slicer.mrmlScene.GenerateUniqueName(f"ShapSegExplain {label}"))
         segNode.SetAttribute(RESULT_ATTRIBUTE, str(outDir))
-        segNode.SetReferenceImageGeometryParameterFromVolumeNode(ct)
         table = self.makeTable(expl, segNode.GetName())
         segNode.SetNodeReferenceID(TABLE_REFERENCE, table.GetID())
         self._explanations[segNode.GetID()] = expl
@@ -762,7 +780,7 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
         """Show the chosen result (and hide the others unless comparing)."""
         for node in slicer.util.getNodesByClass("vtkMRMLSegmentationNode"):
             if node.GetAttribute(RESULT_ATTRIBUTE) and node.GetDisplayNode():
-                node.GetDisplayNode().SetVisibility(showAll or node is segNode)
+                node.GetDisplayNode().SetVisibility(showAll or (segNode is not None and node.GetID() == segNode.GetID()))
 
     def jumpToPlayer(self, segNode, row: int) -> None:
         """Centre the slice views on the player of a table row."""
