@@ -241,3 +241,19 @@ def test_a_broken_package_counts_as_missing(broken):
             raise broken("broken install")
         return object()
     assert dependencies.missing(find_spec) == ["scipy>=1.11"]
+
+
+def test_panel_defaults_are_the_command_lines():
+    """A run with the panel untouched means what ``shapseg explain`` means with no options."""
+    from ShapSegExplainLib.job import ExplainJob
+    cls = next(n for n in module_tree().body if isinstance(n, ast.ClassDef) and n.name == "ShapSegExplainParameterNode")
+    defaults = {n.target.id: ast.unparse(n.value) for n in cls.body if isinstance(n, ast.AnnAssign) and n.value}
+    job = ExplainJob(ct="c", model="m", target="t", out="o", roi_point=[0, 0, 0])
+    pairs = {"snapMm": job.snap_mm, "spacingMm": job.spacing_mm, "marginMm": job.margin_mm, "seed": job.seed,
+             "mirroring": job.mirroring, "normalized": job.normalized}
+    for name, value in pairs.items():
+        assert ast.literal_eval(defaults[name]) == value, name
+    assert defaults["players"] == f"Players.{job.players.upper()}" and defaults["value"] == f"Value.{job.value.upper()}"
+    assert defaults["device"] == f"Device.{job.device.upper()}"
+    assert ast.literal_eval(defaults["budget"]) == 0 and job.budget is None            # 0 = automatic
+    assert ast.literal_eval(defaults["fixedContext"]) is False and job.context_player is True
