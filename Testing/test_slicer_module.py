@@ -257,3 +257,15 @@ def test_panel_defaults_are_the_command_lines():
     assert defaults["device"] == f"Device.{job.device.upper()}"
     assert ast.literal_eval(defaults["budget"]) == 0 and job.budget is None            # 0 = automatic
     assert ast.literal_eval(defaults["fixedContext"]) is False and job.context_player is True
+
+
+def test_engine_never_imports_slicer_or_qt():
+    """The engine stays Slicer-free: no import of slicer, qt, ctk or vtk anywhere in it."""
+    lib = MODULE_DIR / "ShapSegExplainLib"
+    files = sorted(lib.glob("*.py"))
+    assert len(files) > 30
+    for f in files:
+        for n in ast.walk(ast.parse(f.read_text())):
+            names = [a.name for a in n.names] if isinstance(n, ast.Import) else \
+                [n.module or ""] if isinstance(n, ast.ImportFrom) else []
+            assert not [m for m in names if m.split(".")[0] in ("slicer", "qt", "ctk", "vtk")], (f.name, names)
