@@ -529,8 +529,8 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
             raise ShapSegError(problem, "bad_input")
         if self.running:
             raise ShapSegError(_("An explanation is already running; cancel it first."), "busy")
-        ct = p.inputVolume
-        label = f"{ct.GetName()}-{p.targetClass}-{p.value.value}-{p.players.value}"
+        python = self.pythonExecutable()
+        label = f"{p.inputVolume.GetName()}-{p.targetClass}-{p.value.value}-{p.players.value}"
         folder = new_run_folder(self.runsRoot(), label)
         try:
             request = self.exportInputs(p, folder)
@@ -538,10 +538,9 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        self.run = {"folder": folder, "job": job, "ct": ct, "preview": None, "label": label,
-                    "settings": {"target": p.targetClass, "value": p.value.value, "players": p.players.value}}
+        self.run = {"folder": folder, "job": job, "preview": None, "label": label}
         self.state = RunState()
-        self.worker = self.workerFactory(worker_command(self.pythonExecutable(), jobPath), cwd=str(package_root()),
+        self.worker = self.workerFactory(worker_command(python, jobPath), cwd=str(package_root()),
                                          env=self.workerEnvironment()).start()
         self.timer.start()
         return folder
@@ -699,10 +698,14 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
         self.removePreview()
         resultNode = None
         if self.state.outcome == "result":
-            out = pathlib.Path(self.run["job"].out)
-            resultNode = self.loadResult(out, self.run["label"])
-            shutil.rmtree(self.run["folder"] / "inputs", ignore_errors=True)   # the CT copy is no longer needed
-        elif self.state.outcome == "error":
+            try:
+                resultNode = self.loadResult(pathlib.Path(self.run["job"].out), self.run["label"])
+                shutil.rmtree(self.run["folder"] / "inputs", ignore_errors=True)   # the CT copy is not needed now
+            except Exception as e:          # a result Slicer cannot load is a failed run, not a stuck panel
+                logging.exception("ShapSegExplain could not load the result")
+                self.state.update({"event": "error", "code": "load_failed",
+                                   "message": f"the result could not be loaded: {e}"})
+        if self.state.outcome == "error":
             (self.run["folder"] / "worker.log").write_text("\n".join(self.state.log))
         if self.onFinished:
             self.onFinished(self.state, resultNode)
