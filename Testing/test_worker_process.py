@@ -134,3 +134,37 @@ def test_cancelling_the_real_worker_mid_run_leaves_nothing(tmp_path, model_dirs)
     assert state.outcome == "cancelled", [e["event"] for e in rest]
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+
+
+ORPHANING_PARENT = r"""
+import subprocess, sys, time
+log = open(sys.argv[2], "w")      # events to a file: the worker never notices a broken pipe
+w = subprocess.Popen([sys.executable, "-m", "ShapSegExplainLib.cli", "worker", sys.argv[1]],
+                     stdout=log, stderr=subprocess.DEVNULL)
+while '"partial"' not in open(sys.argv[2]).read():
+    time.sleep(0.05)
+print(w.pid, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the parent watch is POSIX; on Windows the module kills the tree")
+def test_a_worker_whose_parent_dies_stops_and_cleans_up(tmp_path, model_dirs):
+    """A GUI that crashes or is killed must not leave a worker computing for nobody."""
+    import signal
+    import subprocess
+    job = write_job(tmp_path, model_dirs["one_fold"], budget=600, coalition_batch=8)
+    events = tmp_path / "events.jsonl"
+    parent = subprocess.Popen([sys.executable, "-c", ORPHANING_PARENT, str(job), str(events)],
+                              stdout=subprocess.PIPE, text=True)
+    worker_pid = int(parent.stdout.readline())
+    assert alive(worker_pid)
+    os.kill(parent.pid, signal.SIGKILL)                 # the GUI dies without cancelling
+    parent.wait()
+    deadline = time.monotonic() + 5.0
+    while alive(worker_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(worker_pid), "the orphaned worker kept running"
+    assert json.loads(events.read_text().splitlines()[-1])["event"] == "cancelled"
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]

@@ -6,7 +6,9 @@ exactly one of ``result`` (output folder and files; exit 0), ``error`` (``messag
 person, ``code`` for a program; exit 2 for bad input, 1 for an internal error) or
 ``cancelled`` (SIGTERM or SIGINT; exit 143 or 130). Anything libraries print goes to
 stderr, so stdout stays machine-readable. On a stop request the run unwinds at once, the
-partial output folder is removed and no result folder appears.
+partial output folder is removed and no result folder appears. A worker whose parent (the
+GUI that started it) goes away stops the same way, so a crashed or killed Slicer never
+leaves a worker computing for nobody (POSIX; on Windows the module kills the process tree).
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import json
 import os
 import signal
 import sys
+import threading
+import time
 import traceback
 
 from .errors import ShapSegError
@@ -45,6 +49,18 @@ def _plain(o):
     return str(o)
 
 
+def watch_parent(interval: float = 0.5) -> None:
+    """Send this process SIGTERM (a clean stop) once its parent has gone: an orphan is
+    re-parented, so ``getppid`` changes."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=watch, daemon=True, name="shapseg-parent-watch").start()
+
+
 def run_worker(job_path: str) -> int:
     """Run the job at ``job_path``; returns the exit code."""
     from .explain import run_explanation, top_drivers
@@ -59,6 +75,8 @@ def run_worker(job_path: str) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if os.name != "nt":
+        watch_parent()
     emit({"event": "started", "pid": os.getpid(), "job_file": str(job_path)})
     try:
         job = read_job(job_path)
