@@ -3,6 +3,7 @@ the demo case with a box around the finding, the true kidney as reference and th
 anatomy → ``RunRequest`` → job file → ``WorkerProcess`` polled like the module's timer →
 live preview and partial φ → result. The planted finding's player must come out on top."""
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ def test_module_run_path_on_the_self_tests_case(tmp_path):
     case = write_demo_case(tmp_path / "case", DEMO_SEED)
     folder = new_run_folder(tmp_path / "runs", "demo")
     job_path, job = prepare_run(folder, demo_request(case, folder / "inputs", DEMO_MODEL))
-    worker = WorkerProcess(worker_command(__import__("sys").executable, job_path), cwd=package_root()).start()
+    worker = WorkerProcess(worker_command(sys.executable, job_path), cwd=package_root()).start()
     state, previews = RunState(), {}
 
     def watch(seen):

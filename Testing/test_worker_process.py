@@ -2,6 +2,7 @@
 a clear error, and cancel stops the worker and every process it started within a second."""
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -102,7 +103,6 @@ def test_cancel_stops_the_whole_process_tree_within_a_second(monkeypatch, with_p
 
 
 def test_stop_of_an_ended_process_is_harmless():
-    import subprocess
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
     stop_process_tree(p)
@@ -110,7 +110,7 @@ def test_stop_of_an_ended_process_is_harmless():
 
 
 def test_worker_runs_from_the_package_folder():
-    out = json.loads(__import__("subprocess").run(
+    out = json.loads(subprocess.run(
         [sys.executable, "-c", "import json, ShapSegExplainLib as m; print(json.dumps(m.__file__))"],
         cwd=package_root(), capture_output=True, text=True, check=True).stdout)
     assert out.startswith(str(package_root()))
@@ -152,7 +152,6 @@ time.sleep(60)
 def test_a_worker_whose_parent_dies_stops_and_cleans_up(tmp_path, model_dirs):
     """A GUI that crashes or is killed must not leave a worker computing for nobody."""
     import signal
-    import subprocess
     job = write_job(tmp_path, model_dirs["one_fold"], budget=600, coalition_batch=8)
     events = tmp_path / "events.jsonl"
     parent = subprocess.Popen([sys.executable, "-c", ORPHANING_PARENT, str(job), str(events)],

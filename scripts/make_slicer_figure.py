@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from matplotlib.patches import Rectangle
 
 from ShapSegExplainLib.report import WINDOW, _lps, _view_box
 from ShapSegExplainLib.result_view import (faithfulness_text, legend_labels, legend_stops, read_explanation,
@@ -83,7 +84,7 @@ def panel(ax, expl, rows, styles_by_id, vmax):
                        ("What to explain", f"{expl['value']['name']}{' (normalised)' if s['normalized'] else ''}")):
         line(f"▾ {head}", weight="bold", dy=0.022)
         line(f"   {body}", size=8, color="#c8c8c8", dy=0.03)
-    ax.add_patch(__import__("matplotlib").patches.Rectangle((0.03, y - 0.028), 0.94, 0.026, transform=ax.transAxes,
+    ax.add_patch(Rectangle((0.03, y - 0.028), 0.94, 0.026, transform=ax.transAxes,
                                                             facecolor="#2f7fd1"))
     ax.text(0.5, y - 0.015, "Done. 100%", transform=ax.transAxes, ha="center", va="center", fontsize=8, color="white")
     y -= 0.05
@@ -97,7 +98,7 @@ def panel(ax, expl, rows, styles_by_id, vmax):
     line(text, size=7.5, color="#c8c8c8", dy=0.03)
     stops = legend_stops(vmax, 64)
     for (p0, c0), (p1, _) in zip(stops[:-1], stops[1:]):
-        ax.add_patch(__import__("matplotlib").patches.Rectangle((0.03 + 0.94 * p0, y - 0.02), 0.94 * (p1 - p0) + 0.001,
+        ax.add_patch(Rectangle((0.03 + 0.94 * p0, y - 0.02), 0.94 * (p1 - p0) + 0.001,
                                                                 0.018, transform=ax.transAxes, facecolor=c0, lw=0))
     lo, mid, hi = legend_labels(vmax, expl["value"].get("unit", ""))
     for x, t, ha in ((0.03, lo, "left"), (0.5, mid, "center"), (0.97, hi, "right")):
@@ -109,7 +110,7 @@ def panel(ax, expl, rows, styles_by_id, vmax):
     y -= 0.026
     for r in rows[:14]:
         rgb, _ = styles_by_id[r["segment_id"]]
-        ax.add_patch(__import__("matplotlib").patches.Rectangle((0.03, y - 0.016), 0.035, 0.014,
+        ax.add_patch(Rectangle((0.03, y - 0.016), 0.035, 0.014,
                                                                 transform=ax.transAxes, facecolor=rgb))
         for x, t in zip(cols[1:], (r["Player"], r["Organ"] or "-", f"{r['phi']:+.3f}", f"{r['+/-SE']:.3f}")):
             ax.text(x, y, t, transform=ax.transAxes, fontsize=7.2, color=TEXT, va="top")
