@@ -65,6 +65,7 @@ def test_worker_success_event_sequence(tmp_path, model_dirs):
     ("unknown_field", "bad_job"),
     ("not_json", "bad_job"),
     ("bad_target", "unknown_target"),
+    ("bad_estimator", "bad_option"),
 ])
 def test_worker_bad_input_gives_an_error_event(tmp_path, model_dirs, problem, code):
     job = write_job(tmp_path, model_dirs["one_fold"])
@@ -75,6 +76,8 @@ def test_worker_bad_input_gives_an_error_event(tmp_path, model_dirs, problem, co
         data["colour"] = "red"
     elif problem == "bad_target":
         data["target"] = "pancreas"
+    elif problem == "bad_estimator":
+        data["estimator"] = "magic"
     job.write_text("{oops" if problem == "not_json" else json.dumps(data))
     p = start_worker(job)
     stdout, stderr = p.communicate(timeout=120)

@@ -2,9 +2,12 @@
 benchmark dependencies only: pip install shap shapiq).
 
 Games: sums of unanimity games with interactions up to order 3 (and 5 with --orders),
-3M terms, exact Shapley values in closed form. Error: ||φ̂ - φ||₂ / ||φ||₂, mean over
-seeds. Every method gets the same budget of game evaluations. Run:
+3M terms, exact Shapley values in closed form; or (--family smooth, M <= 20) squashed
+random quadratics plus a size threshold, every order present, exact values by
+enumeration. Error: ||φ̂ - φ||₂ / ||φ||₂, mean over seeds. Every method gets the same
+budget of game evaluations. Run:
   python benchmarks/bench_shapley.py [--players 16 32 64] [--factors 4 10 30] [--seeds 10]
+  python benchmarks/bench_shapley.py --family smooth --players 16 --seeds 10
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import warnings
 
 import numpy as np
 
-from ShapSegExplainLib.games import unanimity_game
+from ShapSegExplainLib.games import smooth_game, unanimity_game
 from ShapSegExplainLib.shapley import shapley_values
 
 
@@ -23,8 +26,8 @@ def ours(game, m, budget, seed):
     return shapley_values(game, m, budget, seed=seed, threshold=0.0, resamples=0).values
 
 
-def ours_singletons(game, m, budget, seed):
-    return shapley_values(game, m, budget, seed=seed, threshold=0.0, resamples=0, always_singletons=True).values
+def ours_wls(game, m, budget, seed):
+    return shapley_values(game, m, budget, seed=seed, threshold=0.0, resamples=0, estimator="wls").values
 
 
 def shapiq_method(name):
@@ -49,8 +52,30 @@ def shap_kernel(game, m, budget, seed):
 
 METHODS = {"ShapSegExplain": ours, "shapiq KernelSHAP (paired)": shapiq_method("shapiq KernelSHAP (paired)"),
            "shapiq kADDSHAP": shapiq_method("shapiq kADDSHAP"), "shapiq SVARM": shapiq_method("shapiq SVARM"),
-           "shap KernelExplainer": shap_kernel, "ShapSegExplain (sizes 1, M-1 always)": ours_singletons}
-DEFAULT_METHODS = [k for k in METHODS if "always" not in k]
+           "shap KernelExplainer": shap_kernel, "ShapSegExplain (WLS fit)": ours_wls}
+DEFAULT_METHODS = list(METHODS)
+
+
+class Counted:
+    """A game that counts its evaluations; ``shapley()`` by enumeration (smooth family)."""
+
+    def __init__(self, game, m):
+        self.game, self.m, self.evaluations = game, m, 0
+
+    def __call__(self, coalitions):
+        self.evaluations += len(coalitions)
+        return self.game(coalitions)
+
+    def shapley(self):
+        return shapley_values(self.game, self.m, 2 ** self.m).values
+
+
+def make_game(family, m, order, seed):
+    if family == "smooth":
+        if m > 20:
+            raise SystemExit("--family smooth needs --players <= 20 (exact values by enumeration)")
+        return Counted(smooth_game(m, 1000 + seed), m)
+    return unanimity_game(m, order, seed=1000 + seed)
 
 
 def main(argv=None):
@@ -58,6 +83,7 @@ def main(argv=None):
     ap.add_argument("--players", nargs="+", type=int, default=[16, 32, 64])
     ap.add_argument("--factors", nargs="+", type=int, default=[4, 10, 30])
     ap.add_argument("--orders", nargs="+", type=int, default=[3])
+    ap.add_argument("--family", choices=("unanimity", "smooth"), default="unanimity")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=list(METHODS))
     ap.add_argument("--json", default=None)
@@ -71,15 +97,15 @@ def main(argv=None):
                 secs = {k: 0.0 for k in args.methods}
                 evals = {k: 0 for k in args.methods}
                 for seed in range(args.seeds):
-                    truth = unanimity_game(m, order, seed=1000 + seed).shapley()
+                    truth = make_game(args.family, m, order, seed).shapley()
                     for name in args.methods:
-                        game = unanimity_game(m, order, seed=1000 + seed)
+                        game = make_game(args.family, m, order, seed)
                         t0 = time.perf_counter()
                         est = METHODS[name](game, m, budget, seed)
                         secs[name] += time.perf_counter() - t0
                         evals[name] = max(evals[name], game.evaluations)
                         errs[name].append(np.linalg.norm(est - truth) / np.linalg.norm(truth))
-                row = {"order": order, "players": m, "budget": budget,
+                row = {"family": args.family, "order": order, "players": m, "budget": budget,
                        "mean_rel_error": {k: float(np.mean(v)) for k, v in errs.items()},
                        "seconds": {k: secs[k] / args.seeds for k in args.methods},
                        "max_evaluations": evals}
@@ -88,7 +114,7 @@ def main(argv=None):
                 cells = "  ".join(f"{k}: {v:.4f}" for k, v in row["mean_rel_error"].items())
                 verdict = "ours <= best peer" if row["mean_rel_error"]["ShapSegExplain"] <= best_peer else "PEER BETTER"
                 used = ", ".join(f"{v}" for v in evals.values())
-                print(f"order {order}  M={m:3d}  budget {budget:5d}  {cells}  [{verdict}]  (evaluations used: {used})",
+                print(f"{args.family} order {order}  M={m:3d}  budget {budget:5d}  {cells}  [{verdict}]  (evaluations used: {used})",
                       flush=True)
     if args.json:
         with open(args.json, "w") as fh:

@@ -204,6 +204,9 @@ def add_explain_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--time-limit", type=float, default=None, help="stop sampling after this many seconds")
     g.add_argument("--threshold", type=float, default=d.threshold,
                    help="stop when max SE / (max φ - min φ) falls below this (default %(default)s)")
+    g.add_argument("--estimator", default=d.estimator, choices=("gp", "wls"),
+                   help="gp: posterior mean of a Gaussian-process model of the game (default); "
+                        "wls: KernelSHAP's weighted least-squares fit")
     g.add_argument("--strategy", default=d.strategy, choices=("memo", "paper", "roi"),
                    help="tile caching; changes the cost, never the result (default %(default)s)")
     g.add_argument("--seed", type=int, default=d.seed, help="sampling seed (default %(default)s)")
@@ -231,7 +234,8 @@ def job_from_args(args):
         slic_anatomy=not args.no_slic_anatomy, context_player=not args.fixed_context, value=args.value,
         normalized=args.normalized,
         reference=args.reference, budget=args.budget, strategy=args.strategy, seed=args.seed,
-        threshold=args.threshold, time_limit=args.time_limit, coalition_batch=args.coalition_batch,
+        threshold=args.threshold, estimator=args.estimator, time_limit=args.time_limit,
+        coalition_batch=args.coalition_batch,
         baseline_hu=args.baseline_hu, faithfulness_steps=args.faithfulness_steps,
         configuration=args.configuration, folds=args.folds, checkpoint=args.checkpoint,
         mirroring=not args.no_mirroring, step=args.step, device=args.device, batch_size=args.batch_size).check()

@@ -219,7 +219,8 @@ def explain_players(run: Run, model, case, target: int, roi: np.ndarray, players
                   "ratio": step["ratio"], "n_evaluations": step["n_evaluations"], "budget": step["budget"]})
 
     result = shapley_values(game, m, budget, seed=job.seed, batch_size=job.coalition_batch,
-                            threshold=job.threshold, time_limit=job.time_limit, on_batch=on_batch)
+                            threshold=job.threshold, time_limit=job.time_limit, on_batch=on_batch,
+                            estimator=job.estimator)
     faith = None
     if steps:
         status["phase"] = "faithfulness"
@@ -261,7 +262,8 @@ def describe(run: Run, model, case, target, roi, players, vf, result, faith, ev,
         "base_value": result.base_value, "full_value": result.full_value,
         "additivity_error": result.additivity_error,
         "players": rows,
-        "shapley": {"exact": result.exact, "n_evaluations": result.n_evaluations, "stop_reason": result.stop_reason,
+        "shapley": {"exact": result.exact, "estimator": result.estimator, "n_evaluations": result.n_evaluations,
+                    "stop_reason": result.stop_reason,
                     "convergence_ratio": result.ratio, "seed": result.seed, "budget": job.budget or
                     default_budget(len(rows)), "history": result.history},
         "faithfulness": faith,

@@ -54,3 +54,16 @@ def symmetric_game(n_players: int, twins: tuple[int, int], seed: int = 0) -> Una
     swapped = g.supports.copy()
     swapped[:, [a, b]] = swapped[:, [b, a]]
     return UnanimityGame(np.concatenate([g.supports, swapped]), np.concatenate([g.dividends, g.dividends]))
+
+
+def smooth_game(n_players: int, seed: int = 0):
+    """A game with interactions of every order: a squashed random quadratic form plus a
+    threshold on the coalition size (no closed form; exact values by enumeration)."""
+    rng = np.random.default_rng(seed)
+    w, b = rng.normal(size=n_players), rng.normal(size=(n_players, n_players)) / n_players
+
+    def game(coalitions: np.ndarray) -> np.ndarray:
+        x = np.asarray(coalitions, dtype=np.float64)
+        q = x @ w + np.einsum("ki,ij,kj->k", x, b, x)
+        return np.tanh(q) + (x.sum(axis=1) > n_players / 2) * 0.3
+    return game

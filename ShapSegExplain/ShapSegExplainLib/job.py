@@ -52,6 +52,7 @@ class ExplainJob:
     strategy: str = "memo"
     seed: int = 0
     threshold: float = 0.01
+    estimator: str = "gp"
     time_limit: float | None = None
     coalition_batch: int | None = None
     baseline_hu: float = -1024.0
@@ -92,6 +93,8 @@ class ExplainJob:
                                "bad_budget")
         if self.time_limit is not None and not self.time_limit > 0:
             raise ShapSegError("time-limit must be positive (seconds)", "bad_option")
+        if self.estimator not in ("gp", "wls"):
+            raise ShapSegError(f"estimator must be gp or wls, got {self.estimator!r}", "bad_option")
         if not isinstance(self.faithfulness_steps, int) or self.faithfulness_steps < 0:
             raise ShapSegError("faithfulness-steps must be 0 (off) or a positive whole number", "bad_option")
         if not 0 < float(self.step) <= 1:

@@ -2,21 +2,28 @@
 
 * ``2**M <= budget``: every coalition is evaluated and the values come from the Shapley
   formula (exact; standard errors 0).
-* otherwise KernelSHAP (Lundberg & Lee 2017) as a constrained weighted least squares:
-  the empty and full coalitions; whole coalition sizes enumerated from the outside in
-  (1 and M-1, then 2 and M-2, ... while the budget allocated to a size by its kernel
-  mass covers it, as shap does; 1 and M-1 from about 6-7M, or always on request); the
-  other sizes sampled in *pairs* (a coalition and its complement), stratified by size
-  with equal shares per size (their leverage scores are equal, Musco & Witter's Leverage
-  SHAP) and post-stratified weights (each size's kernel mass shared by its draws); a
-  coalition drawn again adds weight, never a second evaluation. Efficiency
-  (Σφ = v(N) - v(∅)) is a constraint of the fit (KKT), so it holds to rounding after
-  every batch. Paired rows make the fit exact for games with interactions of order <= 2.
-  A ridge towards the equal split, chosen by cross-validation over the sampled pairs,
-  trades a little bias for variance at small budgets; it is 0 when the data are fitted
-  exactly.
-* after every batch: φ, a standard error per player from resampling the sampled pairs
-  (a grouped jackknife by default; a bootstrap on request), and the convergence ratio
+* otherwise KernelSHAP's design (Lundberg & Lee 2017): the empty and full coalitions;
+  sizes 1 and M-1 enumerated, then 2 and M-2, ... while the budget allocated to a size by
+  its kernel mass covers it (shap's rule); the other sizes sampled in *pairs* (a coalition
+  and its complement), stratified by size with equal shares per size (their leverage
+  scores are equal, Musco & Witter's Leverage SHAP); a coalition drawn again adds weight,
+  never a second evaluation.
+* the estimate after every batch (``estimator``):
+  - ``gp`` (default): the posterior mean of φ under a Gaussian-process model of the game
+    in the Möbius basis whose interactions fade with their order at a rate learnt by
+    maximum likelihood (``shapley_gp``); every evaluated coalition informs it, both
+    halves of a pair included. Standard errors are the posterior standard deviations
+    (or a grouped jackknife over the sampled pairs). If the additive fit reproduces
+    v(S) - v(N∖S) on every evaluated pair, as it does for every game with interactions
+    of order <= 2, that fit is used: it is then exact.
+  - ``wls``: the weighted least-squares fit of KernelSHAP with post-stratified kernel
+    weights, a ridge towards the equal split chosen by cross-validation over the pairs,
+    and grouped-jackknife (or bootstrap) standard errors over the sampled pairs; sizes 1
+    and M-1 enumerated only from about 6-7M (``always_singletons`` to force them).
+  Both impose efficiency (Σφ = v(N) - v(∅)) to rounding after every batch: the WLS fit as
+  a KKT constraint, the GP because v(N) is observed without noise; the last rounding is
+  spread evenly.
+* after every batch: φ, a standard error per player and the convergence ratio
   max SE / (max φ - min φ) (Covert & Lee 2021); stop below ``threshold``, at the budget
   or at the time limit.
 
@@ -37,6 +44,8 @@ from .errors import ShapSegError
 
 Game = Callable[[np.ndarray], np.ndarray]
 SIZE_SAMPLING = ("leverage", "kernel", "sqrt_kernel")
+ESTIMATORS = ("gp", "wls")
+HYPER_ROWS = 600      # the GP's hyperparameters are fitted on at most this many coalitions
 RIDGES = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1)
 
 
@@ -56,6 +65,7 @@ class ShapleyResult:
     game_values: np.ndarray
     history: list[dict] = field(default_factory=list)
     run: "KernelShapRun | None" = field(default=None, repr=False)
+    estimator: str = "exact"
 
     @property
     def additivity_error(self) -> float:
@@ -112,14 +122,22 @@ class KernelShapRun:
     """A resumable KernelSHAP run: every (coalition, value) kept, fit after every batch."""
 
     def __init__(self, game: Game, n_players: int, seed: int = 0, resamples: int = 64,
-                 size_sampling: str = "leverage", se_method: str = "jackknife",
-                 always_singletons: bool = False, shrinkage: str = "cv") -> None:
+                 size_sampling: str = "leverage", se_method: str | None = None,
+                 always_singletons: bool | None = None, shrinkage: str = "cv", estimator: str = "gp",
+                 max_order: int | None = None) -> None:
         if n_players < 2:
             raise ValueError("KernelSHAP needs at least 2 players")
         self.game, self.m, self.seed, self.n_boot = game, int(n_players), int(seed), int(resamples)
-        if se_method not in ("jackknife", "bootstrap"):
-            raise ValueError("se_method must be jackknife or bootstrap")
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {ESTIMATORS}")
+        self.estimator, self.max_order = estimator, max_order
+        se_method = se_method or ("posterior" if estimator == "gp" else "jackknife")
+        allowed = ("posterior", "jackknife") if estimator == "gp" else ("jackknife", "bootstrap")
+        if se_method not in allowed:
+            raise ValueError(f"se_method must be one of {allowed} with the {estimator} estimator")
         self.se_method = se_method
+        self.theta: np.ndarray | None = None            # GP hyperparameters (log ρ, log λ, log σ)
+        self.theta_at = 0                               # evaluations when they were last optimised
         self.rng = np.random.default_rng(seed)
         self.rows: dict[bytes, int] = {}
         self.coalitions: list[np.ndarray] = []
@@ -132,7 +150,7 @@ class KernelShapRun:
         if size_sampling not in SIZE_SAMPLING:
             raise ValueError(f"size_sampling must be one of {SIZE_SAMPLING}")
         self.size_sampling = size_sampling
-        self.always_singletons = bool(always_singletons)
+        self.always_singletons = estimator == "gp" if always_singletons is None else bool(always_singletons)
         if shrinkage not in ("cv", "none"):
             raise ValueError("shrinkage must be cv or none")
         self.shrinkage, self.ridge = shrinkage, 0.0
@@ -338,10 +356,100 @@ class KernelShapRun:
         reps = np.array(reps)
         return np.sqrt((g - 1) / g * ((reps - reps.mean(axis=0)) ** 2).sum(axis=0))
 
+    # -- the estimate after a batch
+    def estimate(self, system: dict, fresh: bool = False) -> dict:
+        """φ, standard errors and what produced them. ``gp``: the Gaussian-process posterior
+        (``shapley_gp``) unless the additive fit reproduces every complement pair exactly
+        (then the game's odd part is additive on the data, as for every game of order <= 2,
+        and that fit is its exact Shapley value) or every size is enumerated."""
+        if self.estimator == "gp" and self.sampled_sizes:
+            exact = self.additive_fit(system)
+            if exact is None:
+                return self.gp_estimate(fresh)
+            return {"values": exact, "se": np.zeros(self.m), "estimator": "additive (exact fit)"}
+        self.choose_ridge(system)
+        return {"values": self.fit(system=system), "se": self.standard_errors(system), "estimator": "wls",
+                "ridge": self.ridge}
+
+    def complement_pairs(self) -> np.ndarray:
+        """Rows (a, b) of every evaluated coalition and its evaluated complement, but ∅/N."""
+        out = []
+        for a in self.rows.values():
+            c = self.coalitions[a]
+            if c.any() and not c.all():
+                b = self.rows.get(np.packbits(~c).tobytes())
+                if b is not None and a < b:
+                    out.append((a, b))
+        return np.array(out, dtype=np.int64).reshape(-1, 2)
+
+    def additive_fit(self, system: dict) -> np.ndarray | None:
+        """The unshrunk constrained fit if it reproduces v(S) - v(N∖S) on every evaluated
+        pair to rounding, else None."""
+        pairs = self.complement_pairs()
+        if len(pairs) < self.m:
+            return None
+        a, b, _ = self._normal(system, None)
+        phi = _constrained_solve(a, b, self.vn - self.v0, 0.0)
+        x = np.array(self.coalitions, dtype=np.float64)
+        v = np.array(self.values)
+        diff = v[pairs[:, 0]] - v[pairs[:, 1]]
+        resid = diff - (x[pairs[:, 0]] - x[pairs[:, 1]]) @ phi
+        scale = max(float(np.abs(diff).max()), abs(self.vn - self.v0), 1e-300)
+        return phi if float(np.abs(resid).max()) <= 1e-9 * scale else None
+
+    def gp_estimate(self, fresh: bool = False) -> dict:
+        """The posterior of φ; the hyperparameters are re-optimised (warm-started) when the
+        evaluations grew by half since the last time, or when ``fresh``."""
+        from .shapley_gp import GameGP, STARTS
+        x, v = np.array(self.coalitions), np.array(self.values)
+        gp = GameGP(x, v, self.v0, self.max_order)
+        n = self.n_evaluations
+        if self.theta is None or (fresh and self.theta_at != n) or n >= 1.5 * self.theta_at:
+            # a default start every time: a warm start alone can stay at a bound it reached
+            # while the data were few
+            starts = [np.array(st) for st in STARTS] if self.theta is None else [np.array(STARTS[0]), self.theta]
+            self.theta, self.theta_at = self._hyper_gp(gp, x, v).optimize(starts), n
+        post = gp.posterior(self.theta)
+        phi = post.values + (self.vn - self.v0 - post.values.sum()) / self.m
+        se = post.se if self.se_method == "posterior" else self.gp_jackknife(x, v)
+        return {"values": phi, "se": se, "estimator": "gp", "log_rho": float(self.theta[0]),
+                "log_nugget": float(self.theta[1]), "log_size_offset": float(self.theta[2]),
+                "fresh": self.theta_at == n}
+
+    def _hyper_gp(self, gp, x: np.ndarray, v: np.ndarray):
+        """The model the hyperparameters are fitted on: every row up to ``HYPER_ROWS``,
+        else that many drawn at random (seeded), v(∅) and v(N) always. Two numbers are
+        well determined by a few hundred coalitions; the posterior uses every row."""
+        from .shapley_gp import GameGP
+        if len(v) <= HYPER_ROWS:
+            return gp
+        rng = np.random.default_rng([self.seed, len(v), 2])
+        ends = np.flatnonzero(~x.any(axis=1) | x.all(axis=1))
+        rest = np.setdiff1d(np.arange(len(v)), ends)
+        pick = np.sort(np.concatenate([ends, rng.choice(rest, HYPER_ROWS - len(ends), replace=False)]))
+        return GameGP(x[pick], v[pick], self.v0, self.max_order)
+
+    def gp_jackknife(self, x: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Delete-a-group jackknife over the sampled pairs, hyperparameters fixed."""
+        from .shapley_gp import GameGP
+        pairs = np.array(list(self.pair_draws.keys()), dtype=np.int64).reshape(-1, 2)
+        g = min(self.n_boot, len(pairs))
+        if g < 2:
+            return np.zeros(self.m)
+        rng = np.random.default_rng([self.seed, self.n_draws])
+        reps = []
+        for part in np.array_split(rng.permutation(len(pairs)), g):
+            keep = np.ones(len(v), bool)
+            keep[pairs[part].ravel()] = False
+            reps.append(GameGP(x[keep], v[keep], self.v0, self.max_order).posterior(self.theta).values)
+        reps = np.array(reps)
+        return np.sqrt((g - 1) / g * ((reps - reps.mean(axis=0)) ** 2).sum(axis=0))
+
     def audit(self) -> dict:
         """Everything needed to check, resume or re-fit a run."""
         return {"seed": self.seed, "coalitions": np.array(self.coalitions), "values": np.array(self.values),
-                "pair_draws": dict(self.pair_draws), "sampled_sizes": list(self.sampled_sizes)}
+                "pair_draws": dict(self.pair_draws), "sampled_sizes": list(self.sampled_sizes),
+                "estimator": self.estimator, "theta": None if self.theta is None else self.theta.tolist()}
 
 
 def _constrained_solve(a: np.ndarray, b: np.ndarray, total: float, ridge: float = 0.0) -> np.ndarray:
@@ -373,8 +481,9 @@ def _all_of_size(m: int, s: int):
 # ----- entry point ------------------------------------------------------------------------------
 def shapley_values(game: Game, n_players: int, budget: int, seed: int = 0, batch_size: int | None = None,
                    threshold: float = 0.01, time_limit: float | None = None, resamples: int = 64,
-                   se_method: str = "jackknife", size_sampling: str = "leverage", always_singletons: bool = False,
-                   shrinkage: str = "cv", on_batch: Callable[[dict], None] | None = None, min_pairs: int = 8) -> ShapleyResult:
+                   se_method: str | None = None, size_sampling: str = "leverage", always_singletons: bool | None = None,
+                   shrinkage: str = "cv", on_batch: Callable[[dict], None] | None = None, min_pairs: int = 8,
+                   estimator: str = "gp", max_order: int | None = None) -> ShapleyResult:
     """Shapley values of ``game`` over ``n_players`` with at most ``budget`` evaluations.
 
     ``on_batch`` gets after every batch a dict with ``values``, ``se``, ``ratio``,
@@ -390,7 +499,8 @@ def shapley_values(game: Game, n_players: int, budget: int, seed: int = 0, batch
         raise ShapSegError(f"a budget of {budget} coalitions is too small for {m} players: KernelSHAP needs at "
                            f"least 2M+2 = {2 * m + 2} (or 2^M = {2 ** min(m, 62)} for exact values)", "bad_budget")
     run = KernelShapRun(game, m, seed=seed, resamples=resamples, size_sampling=size_sampling, se_method=se_method,
-                        always_singletons=always_singletons, shrinkage=shrinkage)
+                        always_singletons=always_singletons, shrinkage=shrinkage, estimator=estimator,
+                        max_order=max_order)
     run.start(budget)
     return _drive(run, budget, batch_size, threshold, time_limit, on_batch, min_pairs)
 
@@ -411,13 +521,15 @@ def _drive(run: KernelShapRun, budget: int, batch_size, threshold, time_limit, o
     reason = "budget"
     while True:
         system = run._system()
-        run.choose_ridge(system)
-        phi = run.fit(system=system)
-        se = run.standard_errors(system)
-        spread = float(phi.max() - phi.min())
-        ratio = float(se.max() / spread) if spread > 0 else 0.0
+        last = (budget - run.n_evaluations < 2 or not run.sampled_sizes
+                or (time_limit is not None and time.perf_counter() - t0 >= time_limit))
+        est = run.estimate(system, fresh=last)
         enough = sum(run.pair_draws.values()) >= min_pairs
-        step = {"values": phi, "se": se, "ratio": ratio, "n_evaluations": run.n_evaluations, "ridge": run.ridge,
+        if enough and not est.get("fresh", True) and _ratio(est) < threshold:
+            est = run.estimate(system, fresh=True)        # about to stop: up-to-date hyperparameters
+        phi, se, ratio = est["values"], est["se"], _ratio(est)
+        step = {"values": phi, "se": se, "ratio": ratio, "n_evaluations": run.n_evaluations,
+                **{k: v for k, v in est.items() if k not in ("values", "se")},
                 "budget": budget, "phase": "sampling", "seconds": time.perf_counter() - t0}
         history.append({k: v for k, v in step.items() if k not in ("values", "se")})
         if on_batch:
@@ -440,7 +552,13 @@ def _drive(run: KernelShapRun, budget: int, batch_size, threshold, time_limit, o
     audit = run.audit()
     return ShapleyResult(values=phi, se=se, base_value=run.v0, full_value=run.vn, n_evaluations=run.n_evaluations,
                          ratio=ratio, exact=False, stop_reason=reason, seed=run.seed, coalitions=audit["coalitions"],
-                         game_values=audit["values"], history=history, run=run)
+                         game_values=audit["values"], history=history, run=run, estimator=est["estimator"])
+
+
+def _ratio(est: dict) -> float:
+    """max SE / (max φ - min φ)."""
+    spread = float(est["values"].max() - est["values"].min())
+    return float(est["se"].max() / spread) if spread > 0 else 0.0
 
 
 def _exact(game: Game, m: int, seed: int, batch_size, on_batch, budget) -> ShapleyResult:
