@@ -353,8 +353,7 @@ class KernelShapRun:
         for part in np.array_split(rng.permutation(draws.size), g):
             keep = np.delete(draws, part)
             reps.append(self.fit(np.bincount(keep, minlength=len(counts)).astype(np.float64), sys_))
-        reps = np.array(reps)
-        return np.sqrt((g - 1) / g * ((reps - reps.mean(axis=0)) ** 2).sum(axis=0))
+        return _jackknife_se(np.array(reps))
 
     # -- the estimate after a batch
     def estimate(self, system: dict, fresh: bool = False) -> dict:
@@ -442,8 +441,7 @@ class KernelShapRun:
             keep = np.ones(len(v), bool)
             keep[pairs[part].ravel()] = False
             reps.append(GameGP(x[keep], v[keep], self.v0, self.max_order).posterior(self.theta).values)
-        reps = np.array(reps)
-        return np.sqrt((g - 1) / g * ((reps - reps.mean(axis=0)) ** 2).sum(axis=0))
+        return _jackknife_se(np.array(reps))
 
     def audit(self) -> dict:
         """Everything needed to check, resume or re-fit a run."""
@@ -553,6 +551,12 @@ def _drive(run: KernelShapRun, budget: int, batch_size, threshold, time_limit, o
     return ShapleyResult(values=phi, se=se, base_value=run.v0, full_value=run.vn, n_evaluations=run.n_evaluations,
                          ratio=ratio, exact=False, stop_reason=reason, seed=run.seed, coalitions=audit["coalitions"],
                          game_values=audit["values"], history=history, run=run, estimator=est["estimator"])
+
+
+def _jackknife_se(reps: np.ndarray) -> np.ndarray:
+    """Delete-a-group jackknife standard error from the g leave-one-group-out estimates."""
+    g = len(reps)
+    return np.sqrt((g - 1) / g * ((reps - reps.mean(axis=0)) ** 2).sum(axis=0))
 
 
 def _ratio(est: dict) -> float:

@@ -166,7 +166,9 @@ class GameGP:
         prior = float(np.sum(w / self.orders)) / self.m
         half = solve_triangular(c[0], cross.T, lower=True, check_finite=False)   # L⁻¹ Cᵀ
         var = scale * np.maximum(prior - np.sum(half ** 2, axis=0), 0.0)
-        nll, _ = self.neg_log_likelihood(theta)
+        # the likelihood of neg_log_likelihood, from this factor (no second factor, no inverse)
+        q = max(scale * n / self.scale_y ** 2, 1e-300)
+        nll = 0.5 * (n * np.log(q / n) + 2.0 * np.log(np.diag(c[0])).sum())
         return GPFit(values=phi, se=np.sqrt(var), theta=theta, scale=scale, log_likelihood=-nll)
 
 
