@@ -13,6 +13,7 @@ import logging
 import os
 import pathlib
 import shutil
+import sys
 from typing import Annotated
 
 import ctk
@@ -29,13 +30,29 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-# Torch-free engine parts only (Testing/test_slicer_module.py checks that none imports torch).
-from ShapSegExplainLib import dependencies, result_view
-from ShapSegExplainLib.errors import ShapSegError
-from ShapSegExplainLib.model_discovery import find_models, model_classes
-from ShapSegExplainLib.run_request import PREVIEW_FILE, RunRequest, new_run_folder, prepare_run
-from ShapSegExplainLib.worker_events import RunState
-from ShapSegExplainLib.worker_process import WorkerProcess, package_root, worker_command
+
+
+def _extensionRoot() -> pathlib.Path:
+    """Where ShapSegExplainLib/ and Resources/ are: next to this file once Slicer's CMake has
+    installed the extension, one folder up in a source clone added as an additional module
+    path (no build); that folder is then put on sys.path."""
+    here = pathlib.Path(__file__).resolve().parent
+    root = here if (here / "ShapSegExplainLib").is_dir() else here.parent
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return root
+
+
+ROOT = _extensionRoot()
+
+# Torch-free engine parts only (Testing/slicer/test_slicer_module.py checks that none imports torch).
+from ShapSegExplainLib.demo import DEMO_MODEL  # noqa: E402 (after the path set-up above)
+from ShapSegExplainLib.errors import ShapSegError  # noqa: E402
+from ShapSegExplainLib.panel import dependencies, result_view  # noqa: E402
+from ShapSegExplainLib.panel.model_discovery import find_models, is_model_folder, model_classes  # noqa: E402
+from ShapSegExplainLib.panel.run_request import LiveRun, RunRequest, new_run_folder, prepare_run, run_label  # noqa: E402
+from ShapSegExplainLib.panel.worker_events import RunState  # noqa: E402
+from ShapSegExplainLib.panel.worker_process import WorkerProcess, find_python_slicer, package_root, worker_command  # noqa: E402
 
 RESULT_ATTRIBUTE = "ShapSegExplain.Result"      # result folder, on each result segmentation node
 TABLE_REFERENCE = "ShapSegExplainTable"
@@ -155,7 +172,7 @@ class ShapSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/ShapSegExplain.ui"))
+        uiWidget = slicer.util.loadUI(str(ROOT / "Resources" / "UI" / "ShapSegExplain.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
@@ -453,17 +470,14 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
 
     # ----- models ------------------------------------------------------------------------------
     def demoModelPath(self) -> pathlib.Path:
-        return pathlib.Path(self.resourcePath("DemoModel"))
-
-    def resourcePath(self, name: str) -> str:
-        return os.path.join(os.path.dirname(__file__), "Resources", name)
+        return DEMO_MODEL
 
     def findModels(self):
         return find_models(self.demoModelPath())
 
     @staticmethod
     def validModelPath(path) -> bool:
-        return bool(path) and str(path) not in ("", ".") and (pathlib.Path(path) / "dataset.json").is_file()
+        return is_model_folder(path)
 
     def modelClasses(self, path) -> list[str]:
         return list(model_classes(pathlib.Path(path))) if self.validModelPath(path) else []
@@ -530,7 +544,7 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
         if self.running:
             raise ShapSegError(_("An explanation is already running; cancel it first."), "busy")
         python = self.pythonExecutable()
-        label = f"{p.inputVolume.GetName()}-{p.targetClass}-{p.value.value}-{p.players.value}"
+        label = run_label(p.inputVolume.GetName(), p.targetClass, p.value.value, p.players.value)
         folder = new_run_folder(self.runsRoot(), label)
         try:
             request = self.exportInputs(p, folder)
@@ -538,7 +552,7 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        self.run = {"folder": folder, "job": job, "preview": None, "label": label}
+        self.run = LiveRun(folder, job, label)
         self.state = RunState()
         self.worker = self.workerFactory(worker_command(python, jobPath), cwd=str(package_root()),
                                          env=self.workerEnvironment()).start()
@@ -602,8 +616,7 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
 
     def pythonExecutable(self) -> str:
         """Slicer's own Python (``PythonSlicer``, a launcher that sets Slicer's environment)."""
-        name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
-        found = shutil.which(name) or shutil.which(name, path=os.path.dirname(slicer.app.applicationFilePath()))
+        found = find_python_slicer(os.path.dirname(slicer.app.applicationFilePath()))
         if not found:
             raise ShapSegError(_("PythonSlicer was not found next to Slicer."), "no_python")
         return found
@@ -632,16 +645,16 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
     def handleEvent(self, event: dict) -> None:
         kind = event.get("event")
         if kind == "players" and event.get("preview"):
-            self.run["players"] = event["players"]
-            self.run["preview"] = self.loadPreview(event["preview"], event["players"])
-        elif kind == "partial" and self.run.get("preview") is not None:
-            self.colorSegments(self.run["preview"], self.run["players"], event["phi"])
+            self.run.players = event["players"]
+            self.run.preview = self.loadPreview(event["preview"], event["players"])
+        elif kind == "partial" and self.run.preview is not None:
+            self.colorSegments(self.run.preview, self.run.players, event["phi"])
 
     def loadPreview(self, path: str, players: list[dict]):
         """The player map as a segmentation, one segment per player, grey until the first φ."""
         labelmap = slicer.util.loadLabelVolume(path, {"show": False})
         segNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode",
-                                                     f"ShapSegExplain running: {self.run['label']}")
+                                                     f"ShapSegExplain running: {self.run.label}")
         segNode.CreateDefaultDisplayNodes()
         try:
             slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmap, segNode)
@@ -661,15 +674,13 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
         """Colour and 2D fill opacity of each player from the current φ (live or final)."""
         display = segNode.GetDisplayNode()
         segmentation = segNode.GetSegmentation()
-        byLabel = {p["id"] + 1: k for k, p in enumerate(players)}
-        styles = result_view.segment_styles(phi)
+        styles = result_view.styles_by_label(players, phi)
         with slicer.util.NodeModify(segNode):
             for i in range(segmentation.GetNumberOfSegments()):
                 segment = segmentation.GetNthSegment(i)
-                k = byLabel.get(segment.GetLabelValue())
-                if k is None:
+                if segment.GetLabelValue() not in styles:
                     continue
-                rgb, opacity = styles[k]
+                rgb, opacity = styles[segment.GetLabelValue()]
                 segment.SetColor(*rgb)
                 display.SetSegmentOpacity2DFill(segmentation.GetNthSegmentID(i), opacity)
 
@@ -682,16 +693,16 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
         self.timer.stop()
         self.state.update({"event": "cancelled", "message": "cancelled by the user"})
         self.removePreview()
-        shutil.rmtree(self.run["folder"], ignore_errors=True)
+        shutil.rmtree(self.run.folder, ignore_errors=True)
         self.worker.finished = True
         if self.onFinished:
             self.onFinished(self.state, None)
         return seconds
 
     def removePreview(self) -> None:
-        if self.run and self.run.get("preview") is not None:
-            slicer.mrmlScene.RemoveNode(self.run["preview"])
-            self.run["preview"] = None
+        if self.run and self.run.preview is not None:
+            slicer.mrmlScene.RemoveNode(self.run.preview)
+            self.run.preview = None
 
     def finish(self) -> None:
         """The worker has ended: load the result, or keep the log for a failed run."""
@@ -699,14 +710,14 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
         resultNode = None
         if self.state.outcome == "result":
             try:
-                resultNode = self.loadResult(pathlib.Path(self.run["job"].out), self.run["label"])
-                shutil.rmtree(self.run["folder"] / "inputs", ignore_errors=True)   # the CT copy is not needed now
+                resultNode = self.loadResult(pathlib.Path(self.run.job.out), self.run.label)
+                shutil.rmtree(self.run.folder / "inputs", ignore_errors=True)   # the CT copy is not needed now
             except Exception as e:          # a result Slicer cannot load is a failed run, not a stuck panel
                 logging.exception("ShapSegExplain could not load the result")
                 self.state.update({"event": "error", "code": "load_failed",
                                    "message": f"the result could not be loaded: {e}"})
         if self.state.outcome == "error":
-            (self.run["folder"] / "worker.log").write_text("\n".join(self.state.log))
+            (self.run.folder / "worker.log").write_text("\n".join(self.state.log))
         if self.onFinished:
             self.onFinished(self.state, resultNode)
 
@@ -805,6 +816,7 @@ class ShapSegExplainTest(ScriptedLoadableModuleTest):
     overlay and the loaded result; then a cancel. Needs torch and nnU-Net (installed if missing)."""
 
     TIMEOUT_S = 900
+    DEMO_BUDGET = 60      # coalitions: ≥ 2M+2 for the demo's players, and the finding still comes out on top
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -824,7 +836,7 @@ class ShapSegExplainTest(ScriptedLoadableModuleTest):
         import numpy as np
         logic = ShapSegExplainLogic()
         self.assertTrue(logic.installDependencies(askConfirmation=False), "the Python dependencies are missing")
-        from ShapSegExplainLib.demo import DEMO_SEED, write_demo_case
+        from ShapSegExplainLib.demo.demo_case import DEMO_SEED, write_demo_case
         folder = pathlib.Path(tempfile.mkdtemp(prefix="ShapSegExplainTest-"))
         case = write_demo_case(folder, DEMO_SEED)
         files = case.files
@@ -874,9 +886,9 @@ class ShapSegExplainTest(ScriptedLoadableModuleTest):
 
     def test_DemoEndToEnd(self):
         self.delayDisplay("Explaining the demo finding")
-        logic, p, case = self._demoScene(budget=0)
+        logic, p, case = self._demoScene(budget=self.DEMO_BUDGET)
         seen, finished = [], {}
-        logic.onEvent = lambda e, s: seen.append((e.get("event"), logic.run.get("preview") is not None))
+        logic.onEvent = lambda e, s: seen.append((e.get("event"), logic.run.preview is not None))
         logic.onFinished = lambda s, node: finished.update(state=s, node=node)
         logic.start(p)
         self.assertTrue(logic.running)
@@ -903,7 +915,7 @@ class ShapSegExplainTest(ScriptedLoadableModuleTest):
         self.assertEqual(table.GetNumberOfRows(), len(expl["players"]))
         import numpy as np
         import slicerio
-        from ShapSegExplainLib.demo import mimic_player_shares
+        from ShapSegExplainLib.demo.demo_case import mimic_player_shares
         players_ct = slicerio.read_segmentation(str(pathlib.Path(expl["out"]) / "players.seg.nrrd"))["voxels"]
         shares = mimic_player_shares(players_ct.transpose(2, 1, 0), case.phantom.mimic, len(phi))
         self.assertEqual(int(np.argmax(phi)), int(np.argmax(shares)), "the planted finding's player is not on top")
@@ -911,7 +923,7 @@ class ShapSegExplainTest(ScriptedLoadableModuleTest):
         shown = [segNode.GetDisplayNode().GetSegmentVisibility(result_view.segment_id(pl["id"]))
                  for pl in expl["players"]]
         self.assertEqual(sum(shown), 3)
-        self.assertIsNone(slicer.mrmlScene.GetFirstNodeByName(f"ShapSegExplain running: {logic.run['label']}"))
+        self.assertIsNone(slicer.mrmlScene.GetFirstNodeByName(f"ShapSegExplain running: {logic.run.label}"))
         self.delayDisplay("Demo explained")
 
     def test_CancelStopsTheWorker(self):

@@ -5,7 +5,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from ShapSegExplainLib.model_folder import ModelSpec, write_model_folder  # noqa: E402
+from fixtures.model_folder import ModelSpec, write_model_folder  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "totalseg-example"
 

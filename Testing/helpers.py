@@ -8,9 +8,10 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from ShapSegExplainLib.case import Case
-from ShapSegExplainLib.evaluator import CoalitionEvaluator, RoiPlan, baseline_value
-from ShapSegExplainLib.sampling import uniform_size_coalitions as random_coalitions  # noqa: F401
+from ShapSegExplainLib.nnunet.case import Case
+from ShapSegExplainLib.run.job import ExplainJob
+from ShapSegExplainLib.nnunet.evaluator import CoalitionEvaluator, RoiPlan, baseline_value
+from fixtures.sampling import uniform_size_coalitions as random_coalitions  # noqa: F401
 
 
 def synthetic_ct(shape_zyx=(20, 36, 36), spacing_xyz=(1.5, 1.5, 3.0), seed=0) -> sitk.Image:
@@ -53,6 +54,37 @@ def perturbed_data(ev: CoalitionEvaluator, coalition: np.ndarray, player_map: np
 
 
 def run_cli(*args, timeout: int = 300) -> subprocess.CompletedProcess:
-    """``shapseg ARGS`` in a fresh interpreter, as a user runs it."""
+    """``shapseg ARGS`` in a fresh interpreter, as a user runs it (for what only a real process
+    shows: the entry point, exit codes seen by a shell, nothing leaking into stdout)."""
     return subprocess.run([sys.executable, "-m", "ShapSegExplainLib.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout)
+
+
+def call_cli(*args) -> subprocess.CompletedProcess:
+    """``shapseg ARGS`` in this interpreter (``cli.main``), with its exit code and captured
+    stdout/stderr: the same result as ``run_cli`` without starting Python and torch again."""
+    import contextlib
+    import io
+
+    from ShapSegExplainLib.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:             # argparse's usage errors
+            code = e.code if isinstance(e.code, int) else 1
+    return subprocess.CompletedProcess(["shapseg", *map(str, args)], code, out.getvalue(), err.getvalue())
+
+
+def write_job(tmp_path, model_dir, **kw):
+    """A small job file on the synthetic CT (FCC players, 40 coalitions), as the worker reads it."""
+    ct = tmp_path / "ct.nii.gz"
+    if not ct.exists():
+        sitk.WriteImage(synthetic_ct(), str(ct))
+    # no mirroring: these jobs test the run (events, signals, files), not the network, whose
+    # mirroring is tested against nnU-Net in nnunet/test_exactness.py
+    settings = dict(ct=str(ct), model=str(model_dir), target="liver", out=str(tmp_path / "out"),
+                    roi_box=[14, 14, 8, 20, 20, 11], players="fcc", spacing_mm=10.0, margin_mm=4.0, budget=40,
+                    device="cpu", faithfulness_steps=2, mirroring=False)
+    settings.update(kw)
+    return ExplainJob(**settings).write(tmp_path / "job.json")

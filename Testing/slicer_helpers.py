@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ShapSegExplainLib.run_request import RunRequest
+from ShapSegExplainLib.panel.run_request import RunRequest
 
 
 def ras_bounds_of_mask(path: str) -> list[float]:

@@ -11,6 +11,8 @@ and checks channels-last 3D. Run:
 """
 from __future__ import annotations
 
+import sys
+
 import argparse
 import json
 import tempfile
@@ -21,12 +23,14 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from ShapSegExplainLib.case import prepare_case
-from ShapSegExplainLib.evaluator import CoalitionEvaluator, plan_roi
-from ShapSegExplainLib.model import load_model
-from ShapSegExplainLib.model_folder import ModelSpec, write_model_folder
-from ShapSegExplainLib.players import ABSTRACTIONS, PlayerSettings, anatomy_for_case, players_for_case
-from ShapSegExplainLib.sampling import uniform_size_coalitions
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))   # test fixtures (games, model folders)
+
+from ShapSegExplainLib.nnunet.case import prepare_case
+from ShapSegExplainLib.nnunet.evaluator import CoalitionEvaluator, plan_roi
+from ShapSegExplainLib.nnunet.model import load_model
+from fixtures.model_folder import ModelSpec, write_model_folder
+from ShapSegExplainLib.players.maps import ABSTRACTIONS, PlayerSettings, anatomy_for_case, players_for_case
+from fixtures.sampling import uniform_size_coalitions
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "totalseg-example"
 SPEC = ModelSpec(labels={"background": 0, "kidney_left": 1, "liver": 2, "spleen": 3},
@@ -121,7 +125,7 @@ def main(argv=None):
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, CPU")
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_model_folder(Path(tmp) / "model", SPEC)
-        model = load_model(folder, use_mirroring=args.mirroring, device="cpu", batch_size=4)
+        model = load_model(folder, mirroring=args.mirroring, device="cpu", batch_size=4)
         case = prepare_case(DATA / "ct.nii.gz", model)
         seg = sitk.ReadImage(str(DATA / "seg_total.nii.gz"))
         labels = case.labels_to_network(sitk.GetArrayFromImage(seg).astype(np.int16))

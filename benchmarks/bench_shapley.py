@@ -11,6 +11,9 @@ budget of game evaluations. Run:
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import argparse
 import json
 import time
@@ -18,8 +21,10 @@ import warnings
 
 import numpy as np
 
-from ShapSegExplainLib.games import smooth_game, unanimity_game
-from ShapSegExplainLib.shapley import shapley_values
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))   # test fixtures (games, model folders)
+
+from fixtures.games import smooth_game, unanimity_game
+from ShapSegExplainLib.shapley.estimator import shapley_values
 
 
 def ours(game, m, budget, seed):

@@ -6,12 +6,16 @@ weights when the anatomy comes from a file) and TotalSegmentator's map as anatom
 """
 from __future__ import annotations
 
+import sys
+
 import argparse
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))   # test fixtures (games, model folders)
+
 from ShapSegExplainLib.cli import main as shapseg
-from ShapSegExplainLib.model_folder import ModelSpec, write_model_folder
+from fixtures.model_folder import ModelSpec, write_model_folder
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "totalseg-example"
 SPEC = ModelSpec(labels={"background": 0, "kidney_left": 1, "liver": 2, "spleen": 3}, patch_size=(32, 64, 64),

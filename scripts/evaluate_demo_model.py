@@ -4,8 +4,8 @@ model card (``--card``).
 Predictions are nnU-Net's own (``predict_logits_from_preprocessed_data`` on the case the
 engine prepares, exported back to the CT grid). Seeds 2000+ are never used in training
 (the recipe uses 1000+). Run:
-  python scripts/evaluate_demo_model.py --model ShapSegExplain/Resources/DemoModel [--cases 4] [--json out.json]
-      [--card ShapSegExplain/Resources/DemoModel/MODEL_CARD.md]
+  python scripts/evaluate_demo_model.py --model ShapSegExplainLib/demo/model [--cases 4] [--json out.json]
+      [--card ShapSegExplainLib/demo/model/MODEL_CARD.md]
 The card's recipe comes from ``training.json``, which ``scripts/train_demo_model.py`` writes.
 """
 from __future__ import annotations
@@ -19,9 +19,9 @@ import torch
 
 
 def evaluate(model_dir: str, cases: int, spacing: tuple[float, float, float]) -> dict:
-    from ShapSegExplainLib.case import prepare_case
-    from ShapSegExplainLib.model import load_model
-    from ShapSegExplainLib.phantom import make_phantom
+    from ShapSegExplainLib.nnunet.case import prepare_case
+    from ShapSegExplainLib.nnunet.model import load_model
+    from ShapSegExplainLib.demo.phantom import make_phantom
     model = load_model(model_dir, device="cpu")
     names = {int(v): k for k, v in model.dataset_json["labels"].items() if int(v) > 0}
     dice: dict[str, list[float]] = {n: [] for n in names.values()}
@@ -58,7 +58,7 @@ def write_card(path: Path, model_dir: Path, ev: dict) -> None:
     shares = ", ".join(f"{m['predicted_kidney_share']:.0%}" for m in ev["mimic"])
     text = f"""# ShapSegExplain demo model (nnU-Net v2, 3d_fullres)
 
-**For the demo and tests only.** Trained on synthetic phantoms (`ShapSegExplainLib.phantom`); it
+**For the demo and tests only.** Trained on synthetic phantoms (`ShapSegExplainLib.demo.phantom`); it
 has never seen a patient and must not be used on real scans.
 
 - **Classes**: {", ".join(k for k in json.loads((model_dir / "dataset.json").read_text())["labels"])}
@@ -81,7 +81,7 @@ Every held-out phantom carries a kidney-bright blob next to the left kidney that
 labelled. Share of its voxels the model calls kidney: {shares}. This false positive is what
 `shapseg demo` explains.
 
-Reproduce: `python scripts/evaluate_demo_model.py --model ShapSegExplain/Resources/DemoModel --cases {ev["held_out_cases"]} --card ShapSegExplain/Resources/DemoModel/MODEL_CARD.md`
+Reproduce: `python scripts/evaluate_demo_model.py --model ShapSegExplainLib/demo/model --cases {ev["held_out_cases"]} --card ShapSegExplainLib/demo/model/MODEL_CARD.md`
 """
     path.write_text(text)
 

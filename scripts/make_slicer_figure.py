@@ -19,8 +19,8 @@ import numpy as np
 import SimpleITK as sitk
 from matplotlib.patches import Rectangle
 
-from ShapSegExplainLib.report import WINDOW, _lps, _view_box
-from ShapSegExplainLib.result_view import (faithfulness_text, legend_labels, legend_stops, read_explanation,
+from ShapSegExplainLib.run.report import WINDOW, _lps, _view_box
+from ShapSegExplainLib.panel.result_view import (faithfulness_text, legend_labels, legend_stops, read_explanation,
                                            segment_styles, summary_text, table_rows)
 from ShapSegExplainLib.colors import phi_scale
 

@@ -1,13 +1,13 @@
 """Train the demo nnU-Net model on generated phantoms with nnU-Net's own planning,
 preprocessing and trainer (CPU is fine), and copy the results folder to ``--out``.
 
-Steps: phantoms (``ShapSegExplainLib.phantom``, seeded, no mimics) written as an nnU-Net
+Steps: phantoms (``ShapSegExplainLib.demo.phantom``, seeded, no mimics) written as an nnU-Net
 raw dataset; ``extract_fingerprints`` / ``plan_experiments`` / ``preprocess`` from
 nnU-Net's API; the plan's network made small (features per stage capped) so a CPU
 trains it in minutes; ``nnUNetTrainer_<N>epochs`` (a trainer nnU-Net finds by name at
 inference) with fewer iterations per epoch; then the results folder (plans, dataset,
 fingerprint, fold_0/checkpoint_final.pth) copied out. Run:
-  python scripts/train_demo_model.py --out ShapSegExplain/Resources/DemoModel [--cases 16] [--epochs 20] [--iterations 50]
+  python scripts/train_demo_model.py --out ShapSegExplainLib/demo/model [--cases 16] [--epochs 20] [--iterations 50]
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ DATASET_ID, DATASET_NAME = 901, "Dataset901_ShapSegPhantom"
 
 
 def write_raw(raw: Path, n_cases: int, spacing) -> dict:
-    from ShapSegExplainLib.phantom import LABELS, make_phantom
+    from ShapSegExplainLib.demo.phantom import LABELS, make_phantom
     folder = raw / DATASET_NAME
     (folder / "imagesTr").mkdir(parents=True)
     (folder / "labelsTr").mkdir()

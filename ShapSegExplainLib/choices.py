@@ -1,0 +1,17 @@
+"""The engine's choice fields, in one torch-free place: the command line's ``choices``, the
+job check, the Slicer panel's enums and the engine's own dispatch all read them here."""
+from __future__ import annotations
+
+PLAYERS = ("organ", "fcc", "hybrid", "slic")            # players.maps: how the support is cut
+VALUES = ("tp", "dice", "soft_dice", "fp", "soft_fp")    # shapley.values: what is explained
+STRATEGIES = ("memo", "paper", "roi")                    # nnunet.evaluator: tile caching (cost only)
+BASELINES = ("constant", "blur", "mean")                 # nnunet.evaluator: what absent voxels become
+ESTIMATORS = ("gp", "wls")                               # shapley.estimator: the Shapley fit
+DEVICES = ("auto", "cpu", "cuda")                        # nnunet.model (also "cuda:N")
+
+
+def check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    """Raise the engine's one-line error when ``value`` is not one of ``allowed``."""
+    from .errors import ShapSegError
+    if value not in allowed:
+        raise ShapSegError(f"{name} must be one of {', '.join(allowed)}; got {value!r}", "bad_option")

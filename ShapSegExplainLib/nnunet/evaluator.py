@@ -1,0 +1,304 @@
+"""The coalition evaluator: fused ROI logits for batches of coalitions, with tile caching.
+
+A coalition says which players are present. An absent player's voxels carry the
+baseline in the network's input space. A tile's output depends only on its own input
+window, so only the tiles that intersect the ROI are run, and
+
+* ``roi``   re-runs every ROI tile for every coalition (the plain path);
+* ``paper`` reuses the unperturbed output for a tile with no absent player in it;
+* ``memo``  keys a tile's output by the set of absent players *inside that tile*, so every
+  coalition that agrees there reuses it (LRU on bytes; only the ROI part is kept).
+
+All three feed the same per-tile values to the same fp16 fusion replay, so they give the
+same result bit for bit; only the number of network calls differs.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..choices import BASELINES, STRATEGIES
+from ..errors import ShapSegError
+from .cache import ByteLRU
+from .case import Case
+from .grid import RoiPlan
+from .model import NNUNetModel
+from .tiles import Fusion, make_grid, pad_data
+
+
+@dataclass
+class CostCounters:
+    """What a run cost, and what it would have cost without the cache."""
+    coalitions: int = 0
+    tile_forwards: int = 0
+    network_passes: int = 0
+    tile_forwards_roi: int = 0
+    tile_forwards_whole_image: int = 0
+    memo_hits: int = 0
+    unperturbed_reuses: int = 0
+    distinct_states: int = 0
+    cache_entries: int = 0
+    peak_cache_bytes: int = 0
+    evictions: int = 0
+    seconds: dict = field(default_factory=lambda: defaultdict(float))
+
+    def as_dict(self) -> dict:
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "seconds"}
+        d["seconds"] = {k: round(v, 4) for k, v in self.seconds.items()}
+        d["cache_hits"] = self.memo_hits + self.unperturbed_reuses
+        return d
+
+
+def plan_roi(model: NNUNetModel, case: Case, roi_net: np.ndarray) -> RoiPlan:
+    """Tiles and crop for an ROI given on the network grid (shape of ``case.data[0]``)."""
+    roi_net = np.asarray(roi_net, bool)
+    if roi_net.shape != case.shape:
+        raise ShapSegError(f"ROI shape {roi_net.shape} differs from the network grid {case.shape}", "bad_roi")
+    if not roi_net.any():
+        raise ShapSegError("the ROI is empty on the network grid", "empty_roi")
+    grid = make_grid(model, case.shape)
+    roi_padded = grid.pad(roi_net, False)
+    tiles = grid.tiles_touching(roi_padded)
+    return RoiPlan(grid=grid, roi_padded=roi_padded, tiles=tuple(tiles), crop=grid.union_box(tiles))
+
+
+def baseline_value(model: NNUNetModel, hu: float) -> np.ndarray:
+    """An HU value mapped through the model's own normalisation, per input channel."""
+    from pathlib import Path
+
+    import nnunetv2
+    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+
+    cm, pm = model.configuration_manager, model.plans_manager
+    out = []
+    for c, scheme in enumerate(cm.normalization_schemes):
+        if scheme not in ("CTNormalization", "NoNormalization"):
+            raise ShapSegError(f"a baseline in HU needs CT normalisation, but this model uses {scheme}; "
+                               "use the blur or mean baseline", "bad_option")
+        cls = recursive_find_python_class(str(Path(nnunetv2.__path__[0]) / "preprocessing" / "normalization"),
+                                          scheme, "nnunetv2.preprocessing.normalization")
+        norm = cls(use_mask_for_norm=cm.use_mask_for_norm[c],
+                   intensityproperties=pm.foreground_intensity_properties_per_channel[str(c)])
+        out.append(float(norm.run(np.array([hu], dtype=np.float32))[0]))
+    return np.array(out, dtype=np.float32)
+
+
+class TileRunner:
+    """Runs batches of tile inputs through the model, nnU-Net's way.
+
+    ``batch_size == 1`` is nnU-Net's own call pattern (one tile per network call), so
+    outputs are bitwise those of ``nnUNetPredictor``. Larger batches are faster; a lone
+    tile is then sent twice so every call has at least two samples: PyTorch's CPU
+    convolution picks a different kernel for a batch of one, and with two or more the
+    output of a tile does not depend on what else is in the batch (tested)."""
+
+    def __init__(self, model: NNUNetModel, batch_size: int) -> None:
+        self.model, self.batch_size = model, int(batch_size)
+
+    def run(self, inputs: list[torch.Tensor], counters: CostCounters, on_output) -> None:
+        """Forward ``inputs`` (each (c, *patch)) in batches; ``on_output(i, weighted (F, C, *patch))``."""
+        bs = self.batch_size
+        for start in range(0, len(inputs), bs):
+            chunk = inputs[start:start + bs]
+            batch = torch.stack(chunk if (bs == 1 or len(chunk) > 1) else chunk * 2)
+            t0 = time.perf_counter()
+            out = self.model.forward_weighted(batch)
+            counters.seconds["forward"] += time.perf_counter() - t0
+            counters.tile_forwards += len(chunk)
+            counters.network_passes += len(chunk) * self.model.passes_per_tile
+            for j in range(len(chunk)):
+                on_output(start + j, out[:, j])
+
+
+class CoalitionEvaluator:
+    """Fused ROI logits for coalitions of players over the crop."""
+
+    def __init__(self, model: NNUNetModel, case: Case, plan: RoiPlan, player_map: np.ndarray,
+                 n_players: int | None = None, strategy: str = "memo", baseline: str = "constant",
+                 baseline_hu: float = -1024.0, blur_sigma_mm: float = 6.0,
+                 memory_budget_bytes: int = 2 << 30, batch_size: int | None = None) -> None:
+        if strategy not in STRATEGIES:
+            raise ShapSegError(f"unknown strategy '{strategy}' (use {', '.join(STRATEGIES)})", "bad_option")
+        if baseline not in BASELINES:
+            raise ShapSegError(f"unknown baseline '{baseline}' (use {', '.join(BASELINES)})", "bad_option")
+        player_map = np.asarray(player_map)
+        if player_map.shape != plan.crop_shape:
+            raise ShapSegError(f"player map shape {player_map.shape} differs from the crop {plan.crop_shape}",
+                               "bad_players")
+        self.model, self.case, self.plan, self.strategy = model, case, plan, strategy
+        self.n_players = int(n_players if n_players is not None else player_map.max() + 1)
+        if player_map.min() < -1 or player_map.max() >= self.n_players:
+            raise ShapSegError("player ids must be -1 (fixed context) or 0..n_players-1", "bad_players")
+        if (player_map[~plan.image_in_crop] >= 0).any():
+            raise ShapSegError("players cannot include nnU-Net's padding outside the image", "bad_players")
+        self.counters = CostCounters()
+        t0 = time.perf_counter()
+        self.runner = TileRunner(model, batch_size or model.settings.batch_size)
+        self.memo = ByteLRU(memory_budget_bytes)
+        self.fusion = Fusion(plan.grid, plan.roi_padded, list(plan.tiles), model.gaussian(), len(model.networks))
+        padded = pad_data(model, case.data)
+        crop_data = padded[(slice(None), *plan.crop)].clone()
+        base = self._baseline_crop(crop_data, player_map, baseline, baseline_hu, blur_sigma_mm)
+        self._tile_setup(crop_data, base, player_map)
+        self._unperturbed: dict[int, torch.Tensor] = {}
+        self._seen: set[tuple[int, bytes]] = set()
+        self.counters.seconds["setup"] += time.perf_counter() - t0
+
+    # ----- setup -------------------------------------------------------------------------
+    def _baseline_crop(self, crop: torch.Tensor, pmap: np.ndarray, kind: str, hu: float,
+                       sigma_mm: float) -> torch.Tensor:
+        if kind == "constant":
+            values = torch.from_numpy(baseline_value(self.model, hu))
+            return values.view(-1, 1, 1, 1).expand_as(crop).clone()
+        if kind == "blur":
+            from scipy.ndimage import gaussian_filter
+            sigma = [sigma_mm / s for s in self.case.spacing]
+            return torch.from_numpy(np.stack([gaussian_filter(c.numpy(), sigma, mode="nearest") for c in crop]))
+        out = crop.clone()
+        flat_ids = pmap.reshape(-1)
+        for c in range(crop.shape[0]):
+            vals = crop[c].numpy().reshape(-1).astype(np.float64)
+            keep = flat_ids >= 0
+            sums = np.bincount(flat_ids[keep], weights=vals[keep], minlength=self.n_players)
+            counts = np.maximum(np.bincount(flat_ids[keep], minlength=self.n_players), 1)
+            means = (sums / counts).astype(np.float32)
+            ch = out[c].view(-1)
+            ch[torch.from_numpy(keep)] = torch.from_numpy(means[flat_ids[keep]])
+        return out
+
+    def _tile_setup(self, crop: torch.Tensor, base: torch.Tensor, pmap: np.ndarray) -> None:
+        off = [s.start for s in self.plan.crop]
+        self.tile_inputs, self.tile_baselines, self.tile_labels, self.tile_players = [], [], [], []
+        for t in self.plan.tiles:
+            w = self.plan.grid.windows[t]
+            local = tuple(slice(s.start - o, s.stop - o) for s, o in zip(w, off))
+            labels = pmap[local]
+            self.tile_inputs.append(crop[(slice(None), *local)].contiguous())
+            self.tile_baselines.append(base[(slice(None), *local)].contiguous())
+            self.tile_labels.append(torch.from_numpy(labels.astype(np.int64) + 1))
+            self.tile_players.append(np.unique(labels[labels >= 0]))
+
+    # ----- facts -------------------------------------------------------------------------
+    @property
+    def n_tiles(self) -> int:
+        return len(self.plan.tiles)
+
+    def players_per_tile(self) -> list[int]:
+        return [int(p.size) for p in self.tile_players]
+
+    # ----- evaluation --------------------------------------------------------------------
+    def perturbed_input(self, pos: int, absent_ids: np.ndarray) -> torch.Tensor:
+        """The input of ROI tile ``pos`` with the players ``absent_ids`` set to the baseline."""
+        lut = torch.zeros(self.n_players + 1, dtype=torch.bool)
+        lut[torch.from_numpy(np.asarray(absent_ids, dtype=np.int64) + 1)] = True
+        mask = lut[self.tile_labels[pos]]
+        return torch.where(mask, self.tile_baselines[pos], self.tile_inputs[pos])
+
+    def evaluate(self, coalitions: np.ndarray) -> torch.Tensor:
+        """Fused ROI logits (k, C, n_roi) fp16 for a (k, n_players) bool array of coalitions."""
+        coalitions = np.asarray(coalitions)
+        if coalitions.ndim != 2 or coalitions.shape[1] != self.n_players or coalitions.dtype != bool:
+            raise ValueError(f"coalitions must be a bool array (k, {self.n_players}), got "
+                             f"{coalitions.dtype} {coalitions.shape}")
+        k = coalitions.shape[0]
+        c = self.counters
+        c.coalitions += k
+        c.tile_forwards_roi += k * self.n_tiles
+        c.tile_forwards_whole_image += k * len(self.plan.grid)
+        absent = ~coalitions
+        t0 = time.perf_counter()
+        per_tile = [self._tile_requests(pos, absent) for pos in range(self.n_tiles)]
+        c.seconds["keys"] += time.perf_counter() - t0
+        parts = self._resolve(per_tile, k)
+        t0 = time.perf_counter()
+        out = self.fusion.fuse(parts)
+        c.seconds["fusion"] += time.perf_counter() - t0
+        c.distinct_states = len(self._seen)
+        c.cache_entries, c.peak_cache_bytes, c.evictions = len(self.memo), self.memo.peak_bytes, self.memo.evictions
+        return out
+
+    def _tile_requests(self, pos: int, absent: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
+        """Unique local absent-sets of one tile in a batch: (unique masks, inverse, keys)."""
+        local = absent[:, self.tile_players[pos]]
+        packed = np.packbits(local, axis=1) if local.shape[1] else np.zeros((local.shape[0], 0), np.uint8)
+        uniq, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
+        keys = [row.tobytes() for row in uniq]
+        for key in keys:
+            self._seen.add((pos, key))
+        return local[first], inverse.reshape(-1), keys
+
+    def _resolve(self, per_tile, k: int) -> list[torch.Tensor]:
+        """Per-tile ROI parts (k, F, C, n_t), computing what the strategy requires."""
+        jobs: list[tuple[int, np.ndarray]] = []
+        self._pending: dict[int, int] = {}
+        slots: list[list] = []          # per tile: a value or a job index for each unique state / coalition
+        for pos, (masks, inverse, keys) in enumerate(per_tile):
+            if self.strategy == "memo":
+                slots.append([self._memo_slot(pos, key, mask, jobs) for key, mask in zip(keys, masks)])
+            else:
+                slots.append([self._plain_slot(pos, masks[inverse[i]], jobs) for i in range(k)])
+        results = self._run_jobs(jobs)
+        t0 = time.perf_counter()
+        parts = []
+        for pos, (masks, inverse, keys) in enumerate(per_tile):
+            values = [results[s] if isinstance(s, int) else s for s in slots[pos]]
+            if self.strategy == "memo":
+                for key, v, s in zip(keys, values, slots[pos]):
+                    if isinstance(s, int):
+                        self.memo.put((pos, key), v)
+                parts.append(torch.stack(values)[torch.from_numpy(inverse)])
+            else:
+                parts.append(torch.stack(values))
+        self.counters.seconds["gather"] += time.perf_counter() - t0
+        return parts
+
+    def _memo_slot(self, pos: int, key: bytes, mask: np.ndarray, jobs: list):
+        hit = self.memo.get((pos, key))
+        if hit is not None:
+            self.counters.memo_hits += 1
+            return hit
+        jobs.append((pos, mask))
+        return len(jobs) - 1
+
+    def _plain_slot(self, pos: int, mask: np.ndarray, jobs: list):
+        if self.strategy == "paper" and not mask.any():
+            if pos in self._unperturbed:
+                self.counters.unperturbed_reuses += 1
+                return self._unperturbed[pos]
+            if pos in self._pending:
+                self.counters.unperturbed_reuses += 1
+                return self._pending[pos]
+            jobs.append((pos, mask))
+            self._pending[pos] = len(jobs) - 1
+            return len(jobs) - 1
+        jobs.append((pos, mask))
+        return len(jobs) - 1
+
+    def _run_jobs(self, jobs: list[tuple[int, np.ndarray]]) -> list[torch.Tensor]:
+        t0 = time.perf_counter()
+        inputs = [self.perturbed_input(pos, self.tile_players[pos][mask]) for pos, mask in jobs]
+        self.counters.seconds["inputs"] += time.perf_counter() - t0
+        results: list[torch.Tensor | None] = [None] * len(jobs)
+
+        def keep(i: int, weighted: torch.Tensor) -> None:
+            pos, mask = jobs[i]
+            results[i] = self.fusion.roi_part(weighted, pos).clone()
+            if self.strategy == "paper" and not mask.any():
+                self._unperturbed.setdefault(pos, results[i])
+
+        self.runner.run(inputs, self.counters, keep)
+        return results
+
+    def labels(self, logits: torch.Tensor) -> torch.Tensor:
+        """nnU-Net's own logits -> segmentation rule for (k, C, n) logits -> (k, n) labels."""
+        return roi_labels(self.model, logits)
+
+
+def roi_labels(model: NNUNetModel, logits: torch.Tensor) -> torch.Tensor:
+    """(k, C, n) logits -> (k, n) labels with the model's label manager (argmax or regions)."""
+    seg = model.label_manager.convert_logits_to_segmentation(logits.permute(1, 0, 2))
+    return torch.as_tensor(seg)

@@ -1,0 +1,267 @@
+"""Load an nnU-Net v2 results folder and run tiles through it exactly as nnU-Net does.
+
+Everything numerical is nnU-Net's own code: ``nnUNetPredictor`` loads the folder
+(plans, dataset.json, checkpoints, trainer class), ``_internal_maybe_mirror_and_predict``
+runs one batch with mirroring TTA, and ``compute_gaussian`` gives the importance map.
+This module only keeps one network per fold (so an ensemble needs no reloading of
+state dicts between batches) and applies nnU-Net's Gaussian weighting to a batch.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..errors import ShapSegError
+
+CHECKPOINT = "checkpoint_final.pth"
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """How to load and run a model (defaults = what ``nnUNetv2_predict`` does). The field
+    names are the job's and the command line's (``--no-mirroring`` sets ``mirroring``)."""
+    model_dir: str
+    configuration: str | None = None
+    folds: Sequence[int | str] | None = None
+    checkpoint: str = CHECKPOINT
+    mirroring: bool = True
+    step: float = 0.5                  # nnU-Net's tile_step_size
+    device: str = "auto"
+    batch_size: int = 4
+
+    @classmethod
+    def of(cls, source) -> "ModelSettings":
+        """The settings a job (or parsed ``shapseg`` options) describes: same-named fields."""
+        return cls(model_dir=str(source.model), **{f: getattr(source, f) for f in MODEL_FIELDS})
+
+
+MODEL_FIELDS = ("configuration", "folds", "checkpoint", "mirroring", "step", "device", "batch_size")
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ShapSegError(f"unknown device '{device}' (use auto, cpu or cuda)", "bad_device")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ShapSegError("device 'cuda' requested but no CUDA GPU is available", "bad_device")
+    return torch.device(device)
+
+
+def resolve_model_dir(path: str | Path, configuration: str | None = None) -> Path:
+    """The results folder holding plans.json; a dataset folder with several
+    ``Trainer__Plans__configuration`` subfolders is resolved by configuration."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ShapSegError(f"model folder not found: {path}", "model_not_found")
+    if (path / "plans.json").is_file() and (path / "dataset.json").is_file():
+        return path
+    candidates = sorted(p for p in path.iterdir() if p.is_dir() and (p / "plans.json").is_file())
+    if configuration:
+        candidates = [p for p in candidates if p.name.split("__")[-1] == configuration]
+    elif len(candidates) > 1:
+        full = [p for p in candidates if p.name.endswith("3d_fullres")]
+        candidates = full or candidates
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise ShapSegError(f"{path} is not an nnU-Net v2 results folder (no plans.json and dataset.json)",
+                           "not_a_model")
+    names = ", ".join(p.name for p in candidates)
+    raise ShapSegError(f"{path} holds several models ({names}); choose one with --configuration", "ambiguous_model")
+
+
+def available_folds(model_dir: Path, checkpoint: str) -> list[int | str]:
+    """Folds with the checkpoint present, numeric ones first, 'all' only if nothing else."""
+    found = [p.name.split("_", 1)[1] for p in model_dir.glob("fold_*") if (p / checkpoint).is_file()]
+    numeric = sorted(int(f) for f in found if f.isdigit())
+    return numeric or (["all"] if "all" in found else [])
+
+
+def _check_folds(model_dir: Path, folds: Sequence[int | str] | None, checkpoint: str) -> list[int | str]:
+    present = available_folds(model_dir, checkpoint)
+    if folds is None or len(folds) == 0:
+        if not present:
+            raise ShapSegError(f"no fold_*/{checkpoint} in {model_dir}", "missing_checkpoint")
+        return present
+    out: list[int | str] = []
+    for f in folds:
+        f = "all" if str(f) == "all" else int(f)
+        if not (model_dir / f"fold_{f}" / checkpoint).is_file():
+            raise ShapSegError(f"missing checkpoint {model_dir / f'fold_{f}' / checkpoint} "
+                               f"(available folds: {present or 'none'})", "missing_checkpoint")
+        out.append(f)
+    return out
+
+
+class NNUNetModel:
+    """An initialised ``nnUNetPredictor`` plus one network per fold."""
+
+    def __init__(self, settings: ModelSettings) -> None:
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+        self.settings = settings
+        self.model_dir = resolve_model_dir(settings.model_dir, settings.configuration)
+        self.folds = _check_folds(self.model_dir, settings.folds, settings.checkpoint)
+        self.device = resolve_device(settings.device)
+        if not 0 < settings.step <= 1:
+            raise ShapSegError(f"tile step size must be in (0, 1], got {settings.step}", "bad_option")
+        if settings.batch_size < 1:
+            raise ShapSegError(f"batch size must be >= 1, got {settings.batch_size}", "bad_option")
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.predictor = nnUNetPredictor(tile_step_size=settings.step, use_gaussian=True,
+                                             use_mirroring=settings.mirroring,
+                                             perform_everything_on_device=self.device.type == "cuda",
+                                             device=self.device, verbose=False, allow_tqdm=False)
+        self._initialise()
+        if len(self.predictor.configuration_manager.patch_size) != 3:
+            raise ShapSegError("2D nnU-Net configurations are not supported; use a 3d configuration",
+                               "unsupported_model")
+        self.networks = self._fold_networks()
+        self._gaussian: torch.Tensor | None = None
+
+    def _initialise(self) -> None:
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.predictor.initialize_from_trained_model_folder(
+                    str(self.model_dir), tuple(self.folds), self.settings.checkpoint)
+        except ShapSegError:
+            raise
+        except Exception as e:  # noqa: BLE001 - anything nnU-Net raises on a broken folder
+            detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            if "NoneType" in detail and "build_network_architecture" in detail:
+                detail = f"trainer class '{self._trainer_name()}' is not installed"
+            raise ShapSegError(f"cannot load the nnU-Net model in {self.model_dir}: {type(e).__name__}: {detail}",
+                               "bad_model") from e
+
+    def _trainer_name(self) -> str:
+        ckpt = self.model_dir / f"fold_{self.folds[0]}" / self.settings.checkpoint
+        try:
+            return str(torch.load(ckpt, map_location="cpu", weights_only=False).get("trainer_name", "?"))
+        except Exception:  # noqa: BLE001
+            return "?"
+
+    def _fold_networks(self) -> list[torch.nn.Module]:
+        base = self.predictor.network
+        nets = []
+        for params in self.predictor.list_of_parameters:
+            net = copy.deepcopy(base)
+            net.load_state_dict(params)
+            nets.append(net.to(self.device).eval())
+        return nets
+
+    # ----- facts about the model -------------------------------------------------------------
+    @property
+    def patch_size(self) -> tuple[int, int, int]:
+        return tuple(int(p) for p in self.predictor.configuration_manager.patch_size)
+
+    @property
+    def plans_manager(self):
+        return self.predictor.plans_manager
+
+    @property
+    def configuration_manager(self):
+        return self.predictor.configuration_manager
+
+    @property
+    def dataset_json(self) -> dict:
+        return self.predictor.dataset_json
+
+    @property
+    def label_manager(self):
+        return self.predictor.label_manager
+
+    @property
+    def labels(self) -> dict[str, int]:
+        """Label name -> value from dataset.json (region-based labels keep their first value)."""
+        out = {}
+        for name, v in self.dataset_json["labels"].items():
+            out[name] = int(v[0] if isinstance(v, (list, tuple)) else v)
+        return out
+
+    @property
+    def num_outputs(self) -> int:
+        return int(self.label_manager.num_segmentation_heads)
+
+    @property
+    def mirror_axes(self) -> tuple[int, ...] | None:
+        axes = self.predictor.allowed_mirroring_axes if self.settings.mirroring else None
+        return tuple(axes) if axes else None
+
+    @property
+    def passes_per_tile(self) -> int:
+        """Network passes per tile forward: mirror combinations x folds."""
+        n_axes = len(self.mirror_axes or ())
+        return (2 ** n_axes) * len(self.networks)
+
+    def target_label(self, target: str | int) -> int:
+        """Resolve a class name or value to a label value, with a clear error."""
+        labels = self.labels
+        if isinstance(target, str) and not target.lstrip("-").isdigit():
+            if target not in labels:
+                raise ShapSegError(f"unknown target '{target}'; this model's classes are: "
+                                   f"{', '.join(k for k in labels if labels[k] != 0)}", "unknown_target")
+            value = labels[target]
+        else:
+            value = int(target)
+            if value not in labels.values():
+                raise ShapSegError(f"unknown target label {value}; this model's labels are "
+                                   f"{sorted(labels.values())}", "unknown_target")
+        if value == 0:
+            raise ShapSegError("the target cannot be the background class", "unknown_target")
+        return value
+
+    def label_name(self, value: int) -> str:
+        return next((k for k, v in self.labels.items() if v == value), str(value))
+
+    # ----- running tiles ---------------------------------------------------------------------
+    def gaussian(self) -> torch.Tensor:
+        """nnU-Net's Gaussian importance map for this patch size (fp16, on the device)."""
+        if self._gaussian is None:
+            from nnunetv2.inference.sliding_window_prediction import compute_gaussian
+            self._gaussian = compute_gaussian(self.patch_size, sigma_scale=1. / 8, value_scaling_factor=10,
+                                              device=self.device)
+        return self._gaussian
+
+    def autocast(self):
+        """nnU-Net's autocast behaviour: on for CUDA, off elsewhere."""
+        if self.device.type == "cuda":
+            return torch.autocast(self.device.type, enabled=True)
+        return contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def forward_weighted(self, tiles: torch.Tensor) -> torch.Tensor:
+        """Gaussian-weighted TTA outputs of a batch of tiles for every fold: (F, n, C, *patch).
+
+        With a batch of one this is bit for bit what ``nnUNetPredictor`` computes for a
+        tile (same calls, same dtypes: ``prediction *= gaussian``)."""
+        x = tiles.to(self.device)
+        gaussian = self.gaussian()
+        outs, base = [], self.predictor.network
+        try:
+            with self.autocast():
+                for net in self.networks:
+                    self.predictor.network = net
+                    pred = self.predictor._internal_maybe_mirror_and_predict(x)
+                    pred *= gaussian
+                    outs.append(pred)
+        finally:
+            self.predictor.network = base
+        return torch.stack(outs)
+
+
+def load_model(model_dir: str | Path, **kwargs) -> NNUNetModel:
+    """Load a results folder; keyword arguments are the fields of ``ModelSettings``."""
+    return NNUNetModel(ModelSettings(model_dir=str(model_dir), **kwargs))
+
+
+def load_model_for(source) -> NNUNetModel:
+    """The model a job (or parsed ``shapseg`` options) names, loaded as it says."""
+    return NNUNetModel(ModelSettings.of(source))

@@ -1,0 +1,127 @@
+"""What the Slicer panel shows about a result, computed without Slicer: the table, which
+players are visible under "top k / hide |φ| below t", each segment's colour and fill
+opacity, the colour legend, the faithfulness line and the status line of a running job.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..colors import phi_colors, phi_opacity, phi_scale
+
+TABLE_COLUMNS = ("Player", "Organ", "phi", "+/-SE", "mL", "Rank")
+SEGMENT_ID = "player_{}"          # the segment IDs of players.seg.nrrd (outputs.write_players_seg)
+
+
+def read_explanation(out_dir: str | Path) -> dict:
+    """``explanation.json`` of a finished run."""
+    return json.loads((Path(out_dir) / "explanation.json").read_text())
+
+
+def segment_id(player_id: int) -> str:
+    return SEGMENT_ID.format(int(player_id))
+
+
+def table_rows(players: list[dict]) -> list[dict]:
+    """One row per player, largest φ first: the columns of the panel's table plus the
+    segment ID and RAS centroid that a selected row jumps to."""
+    rows = sorted(players, key=lambda r: (-r.get("phi", 0.0), r["id"]))
+    return [{"Player": r["name"], "Organ": r.get("organ") or "", "phi": float(r.get("phi", 0.0)),
+             "+/-SE": float(r.get("se", 0.0)), "mL": float(r.get("ml", 0.0)), "Rank": int(r.get("rank", i + 1)),
+             "segment_id": segment_id(r["id"]), "centroid_ras": r.get("centroid_ras")}
+            for i, r in enumerate(rows)]
+
+
+def visible_players(phi, top_k: int = 0, min_abs: float = 0.0) -> np.ndarray:
+    """Which players stay shown: the ``top_k`` largest |φ| (0 = all) with |φ| ≥ ``min_abs``."""
+    a = np.abs(np.asarray(phi, float))
+    keep = a >= min_abs
+    if top_k and top_k < a.size:
+        order = np.argsort(-a, kind="stable")
+        top = np.zeros(a.size, bool)
+        top[order[:top_k]] = True
+        keep &= top
+    return keep
+
+
+def segment_styles(phi, vmax: float | None = None) -> list[tuple[tuple[float, float, float], float]]:
+    """(RGB, 2D fill opacity) per player: colour on the diverging map, opacity growing with |φ|."""
+    phi = np.asarray(phi, float)
+    vmax = phi_scale(phi) if vmax is None else vmax
+    return [(tuple(float(c) for c in rgb), float(op))
+            for rgb, op in zip(phi_colors(phi, vmax), phi_opacity(phi, vmax))]
+
+
+def styles_by_label(players: list[dict], phi) -> dict[int, tuple[tuple[float, float, float], float]]:
+    """(RGB, fill opacity) keyed by label value (player id + 1, as in the live preview map)."""
+    return {p["id"] + 1: style for p, style in zip(players, segment_styles(phi))}
+
+
+def legend_stops(vmax: float, n: int = 9) -> list[tuple[float, str]]:
+    """(position in [0, 1], '#rrggbb') along the legend, from −vmax (0) to +vmax (1)."""
+    values = np.linspace(-vmax, vmax, n)
+    return [(float(i / (n - 1)), "#%02x%02x%02x" % tuple(int(round(255 * c)) for c in rgb))
+            for i, rgb in enumerate(phi_colors(values, vmax))]
+
+
+def legend_stylesheet(vmax: float) -> str:
+    """A Qt style sheet that paints the legend bar with the same colours as the segments."""
+    stops = ", ".join(f"stop:{p:.3f} {c}" for p, c in legend_stops(vmax))
+    return f"background: qlineargradient(x1:0, y1:0, x2:1, y2:0, {stops}); border: 1px solid #888;"
+
+
+def legend_labels(vmax: float, unit: str = "") -> tuple[str, str, str]:
+    """The texts under the legend's left end, centre and right end."""
+    u = f" {unit}" if unit else ""
+    return f"-{vmax:.3g}{u} (lowers)", "0", f"+{vmax:.3g}{u} (raises)"
+
+
+def faithfulness_text(faith: dict | None) -> str:
+    """One line of the faithfulness numbers (empty when they were not computed)."""
+    if not faith:
+        return ""
+    parts = [f"AOPC {faith['aopc']:.3g}", f"ABPC {faith['abpc']:.3g}",
+             f"deletion AUC {faith['deletion_auc']:.3g}", f"insertion AUC {faith['insertion_auc']:.3g}"]
+    if faith.get("anatomical_alignment") is not None:
+        parts.append(f"anatomical alignment {faith['anatomical_alignment']:.0%}")
+    return " · ".join(parts)
+
+
+def summary_text(expl: dict) -> str:
+    """The result in one sentence: what was explained, v(N), v(∅), how, at what cost."""
+    v, s, st = expl["value"], expl["shapley"], expl["stats"]
+    unit = f" {v['unit']}" if v.get("unit") else ""
+    how = "exact" if s["exact"] else f"KernelSHAP, ratio {s['convergence_ratio']:.3f}"
+    return (f"{v['name']}{' (normalised)' if v['normalized'] else ''} of {expl['target']['name']}: "
+            f"v(all) = {expl['full_value']:.3g}{unit}, v(none) = {expl['base_value']:.3g}{unit}; "
+            f"{len(expl['players'])} players, {s['n_evaluations']} coalitions ({how}), "
+            f"{st['tile_forwards']} tile forwards, {st['seconds']:.0f} s")
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "…"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    m, s = divmod(seconds, 60)
+    return f"{m} min {s:02d} s" if m < 60 else f"{m // 60} h {m % 60:02d} min"
+
+
+def status_text(state) -> str:
+    """The status line of a running job (a ``worker_events.RunState``)."""
+    if state.outcome == "error":
+        return f"Failed: {state.message}"
+    if state.outcome == "cancelled":
+        return "Cancelled; nothing was written."
+    if state.outcome == "result":
+        return "Done."
+    text = f"{state.phase}: {state.message}" if state.message else state.phase
+    if state.phase in ("shapley", "faithfulness") and state.total:
+        text += f" ({state.done}/{state.total}"
+        if state.ratio is not None:
+            text += f", convergence ratio {state.ratio:.3f}"
+        text += f", about {format_duration(state.eta_seconds())} left)"
+    return text

@@ -1,0 +1,357 @@
+"""One explanation from a job: load, preprocess, ROI, players, cached KernelSHAP,
+faithfulness, and the output files, reporting progress as events.
+
+Events are dicts handed to ``emit``; the worker prints them as JSON lines and the command
+line draws a progress bar from them:
+
+* ``{"event": "progress", "phase", "done", "total", "message", ...}``; in the ``shapley``
+  phase also ``tile_forwards``, ``ratio`` and ``seconds``;
+* ``{"event": "players", "players": [{id, name, kind, organ, voxels, ml, centroid_ras}], "unit",
+  "preview"}`` once the players exist, so a GUI can label and draw the partial results
+  (``preview``: the job's player map file, label = id + 1, or None);
+* ``{"event": "partial", "phi", "se", "ratio", "n_evaluations", "budget"}`` after every batch.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import SimpleITK as sitk
+
+from .. import __version__
+from ..errors import ShapSegError
+from ..shapley.estimator import default_budget, is_exact
+from .job import ExplainJob
+
+if TYPE_CHECKING:       # types only: the heavy modules are imported when a run needs them
+    from ..nnunet.case import Case
+    from ..nnunet.evaluator import CostCounters
+    from ..nnunet.grid import RoiPlan
+    from ..nnunet.model import NNUNetModel
+    from ..players.maps import PlayerMap
+    from ..shapley.estimator import ShapleyResult
+    from ..shapley.values import ValueFunction
+
+Emit = Callable[[dict], None]
+PHASES = ("load", "prepare", "roi", "players", "shapley", "faithfulness", "write")
+GAME_CHUNK = 32       # coalitions per evaluator call: bounds memory, paces progress and cancel checks
+
+
+class Cancelled(BaseException):
+    """Raised when a run is asked to stop (SIGTERM in the worker, a cancel flag here);
+    a BaseException so that no library's ``except Exception`` swallows it."""
+
+
+@dataclass
+class Run:
+    """What a run has built so far (for the outputs and for tests)."""
+    job: ExplainJob
+    emit: Emit
+    cancel: Callable[[], bool]
+    t0: float = field(default_factory=time.perf_counter)
+    phase_seconds: dict = field(default_factory=dict)
+    _phase: str | None = None
+    _phase_t0: float = 0.0
+
+    def phase(self, name: str, message: str, done: int = 0, total: int = 1, **extra) -> None:
+        self.check()
+        now = time.perf_counter()
+        if self._phase is not None:
+            self.phase_seconds[self._phase] = round(self.phase_seconds.get(self._phase, 0.0) + now - self._phase_t0, 3)
+        self._phase, self._phase_t0 = name, now
+        self.emit({"event": "progress", "phase": name, "done": done, "total": total, "message": message, **extra})
+
+    def check(self) -> None:
+        if self.cancel():
+            raise Cancelled()
+
+
+def run_explanation(job: ExplainJob, emit: Emit | None = None, cancel: Callable[[], bool] | None = None,
+                    ct_image: sitk.Image | None = None, extra_files: list[str] | None = None) -> dict:
+    """Run ``job`` and write its outputs atomically to ``job.out``; returns the content of
+    ``explanation.json`` plus ``out`` and ``files``. ``ct_image`` replaces reading ``job.ct``;
+    ``extra_files`` are copied next to the results (the demo's phantom CT and inputs)."""
+    from .outputs import OutputFolder
+
+    job.check()
+    run = Run(job, emit or (lambda e: None), cancel or (lambda: False))
+    folder = OutputFolder(job.out)          # refuses a bad --out before any work
+    expl = compute(run, ct_image)
+    run.phase("write", "writing the outputs")
+    with folder as tmp:
+        files = write_outputs(tmp, expl, run, extra_files or [])
+        run.check()
+        out = folder.commit()
+    expl.content["out"] = str(out)
+    expl.content["files"] = {k: str(out / Path(v).name) for k, v in files.items()}
+    return expl.content
+
+
+# ----- computation ---------------------------------------------------------------------------------
+@dataclass
+class PlayerSet:
+    """The players of a run: the ROI plan they live in, the map, a row per player, the map's summary."""
+    plan: RoiPlan
+    pmap: PlayerMap
+    rows: list[dict]
+    summary: dict
+
+
+@dataclass
+class Explanation:
+    """What one explanation computed: everything the output files are written from.
+    ``content`` is ``explanation.json``."""
+    model: NNUNetModel
+    case: Case
+    target: int
+    roi: np.ndarray
+    players: PlayerSet
+    value_fn: ValueFunction
+    budget: int
+    result: ShapleyResult
+    faithfulness: dict | None
+    counters: CostCounters
+    setup_forwards: int               # tile forwards spent before sampling (ROI growing, anatomy)
+    prediction: np.ndarray            # the target's unperturbed prediction in the support
+    content: dict = field(default_factory=dict)
+
+
+def compute(run: Run, ct_image: sitk.Image | None) -> Explanation:
+    """Everything but the files: players, φ with SEs, faithfulness, per-player rows."""
+    from ..nnunet.case import prepare_case
+    from ..nnunet.model import load_model_for
+    from ..nnunet.roi import UnperturbedPrediction, make_roi
+
+    job = run.job
+    run.phase("load", f"loading the model {job.model}")
+    model = load_model_for(job)
+    target = model.target_label(job.target)
+    run.phase("prepare", "reading and preprocessing the CT")
+    case = prepare_case(ct_image if ct_image is not None else job.ct, model)
+    run.phase("roi", "finding the region of interest")
+    predictor = UnperturbedPrediction(case)
+    kind = job.roi_kind()
+    roi = make_roi(case, target, kind, getattr(job, kind), job.snap_mm, predictor)
+    run.phase("players", f"building {job.players} players")
+    players = build_players_for(run, case, roi, predictor)
+    expl = explain_players(run, model, case, target, roi, players, predictor)
+    expl.content = describe(run, expl)
+    return expl
+
+
+def build_players_for(run: Run, case, roi: np.ndarray, predictor) -> PlayerSet:
+    from ..nnunet.evaluator import plan_roi
+    from ..players.maps import PlayerSettings, players_for_case, without_context
+    from ..players.stats import map_summary, player_table
+
+    job = run.job
+    plan = plan_roi(case.model, case, roi)
+    pmap = players_for_case(case, plan, PlayerSettings.of(job), job.anatomy, job.anatomy_labels, predictor)
+    if not job.context_player:
+        pmap = without_context(pmap)
+    rows = player_table(pmap, plan, case.spacing, case.network_to_ras)
+    return PlayerSet(plan, pmap, rows, map_summary(pmap, plan, case.spacing, rows))
+
+
+def player_ids_ct(case, plan, pmap) -> np.ndarray:
+    """Player id + 1 per CT voxel (0 outside the crop), through nnU-Net's export path."""
+    return case.labels_to_ct(plan.crop_to_image((pmap.ids + 1).astype(np.int32), 0))
+
+
+def write_preview(path: str, case, plan, pmap) -> str:
+    """The player map (label = id + 1) in the CT's geometry, written atomically before the
+    sampling starts, so that a GUI can colour the players while φ is still converging."""
+    ids_ct = player_ids_ct(case, plan, pmap)
+    image = sitk.GetImageFromArray(ids_ct.astype(np.uint16 if pmap.n_players >= 255 else np.uint8))
+    image.CopyInformation(case.ct)
+    path = Path(path)
+    tmp = path.with_name(f".partial-{path.name}")   # same extension, so SimpleITK picks the format
+    try:
+        sitk.WriteImage(image, str(tmp), True)
+        tmp.replace(path)
+    except (OSError, RuntimeError) as e:
+        raise ShapSegError(f"cannot write the player preview {path}: {e}", "bad_output") from None
+    return str(path)
+
+
+def reference_in_roi(case, path: str, roi: np.ndarray) -> np.ndarray:
+    """A user's reference mask (CT geometry, non-zero = the structure) on the ROI's voxels."""
+    from ..nnunet.case import check_same_geometry
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as e:
+        raise ShapSegError(f"cannot read the reference mask {path}: {str(e).strip().splitlines()[-1]}",
+                           "bad_reference") from None
+    check_same_geometry(case.ct, image, "reference mask", "bad_reference")
+    arr = (sitk.GetArrayFromImage(image) != 0).astype(np.int16)
+    return (case.labels_to_network(arr, nearest=True) > 0)[roi]
+
+
+def explain_players(run: Run, model, case, target: int, roi: np.ndarray, players: PlayerSet,
+                    predictor) -> Explanation:
+    """Shapley values of the job's value function over the players, then faithfulness."""
+    from ..nnunet.evaluator import CoalitionEvaluator
+    from ..shapley.estimator import shapley_values
+    from ..shapley.metrics import faithfulness
+    from ..shapley.values import value_function_for
+
+    job = run.job
+    plan, pmap, rows = players.plan, players.pmap, players.rows
+    m = pmap.n_players
+    unit_ml = float(np.prod(case.spacing)) / 1000.0
+    ev = CoalitionEvaluator(model, case, plan, pmap.ids, m, strategy=job.strategy, baseline_hu=job.baseline_hu)
+    full_logits = ev.evaluate(np.ones((1, m), bool))
+    reference = reference_in_roi(case, job.reference, roi) if job.reference else None
+    vf = value_function_for(model, job.value, target, full_logits, unit_ml, reference, job.normalized)
+    preview = write_preview(job.preview, case, plan, pmap) if job.preview else None
+    run.emit({"event": "players", "unit": vf.unit, "value": job.value, "normalized": job.normalized,
+              "preview": preview,
+              "players": [{k: r[k] for k in ("id", "name", "kind", "organ", "voxels", "ml", "centroid_ras")}
+                          for r in rows]})
+
+    budget = job.budget or default_budget(m)
+    steps = min(job.faithfulness_steps, m)
+    faith_cost = 3 * (steps + 1) if steps else 0
+    total = (2 ** m if is_exact(m, budget) else budget) + faith_cost
+    status = {"done": 0, "ratio": None, "phase": "shapley"}
+    t_shap = time.perf_counter()
+
+    def game(coalitions: np.ndarray) -> np.ndarray:
+        """The value of each coalition, in chunks: bounded memory, progress and a cancel
+        check every ``GAME_CHUNK`` coalitions."""
+        out = []
+        for i in range(0, len(coalitions), GAME_CHUNK):
+            run.check()
+            chunk = coalitions[i:i + GAME_CHUNK]
+            out.append(vf(ev.evaluate(chunk)))
+            status["done"] += len(chunk)
+            extra = {} if status["ratio"] is None else {"ratio": status["ratio"]}
+            run.emit({"event": "progress", "phase": status["phase"], "done": min(status["done"], total),
+                      "total": total, "message": f"{status['done']} coalitions",
+                      "tile_forwards": ev.counters.tile_forwards,
+                      "seconds": round(time.perf_counter() - t_shap, 3), **extra})
+        return np.concatenate(out) if out else np.zeros(0)
+
+    run.phase("shapley", f"Shapley values of {m} players", 0, total, tile_forwards=ev.counters.tile_forwards)
+
+    def on_batch(step: dict) -> None:
+        run.check()
+        status["ratio"] = step["ratio"]
+        run.emit({"event": "partial", "phi": step["values"].tolist(), "se": step["se"].tolist(),
+                  "ratio": step["ratio"], "n_evaluations": step["n_evaluations"], "budget": step["budget"]})
+
+    result = shapley_values(game, m, budget, seed=job.seed, batch_size=job.coalition_batch,
+                            threshold=job.threshold, time_limit=job.time_limit, on_batch=on_batch,
+                            estimator=job.estimator)
+    faith = None
+    if steps:
+        status["phase"] = "faithfulness"
+        run.phase("faithfulness", "MoRF / LeRF / insertion curves", status["done"], total)
+        purity = np.array([np.nan if r["purity"] is None else r["purity"] for r in rows])
+        faith = faithfulness(game, result.values, steps=steps, purity=purity)
+    prediction = predictor.labels(plan.crop_to_image(pmap.support, False)) == target
+    return Explanation(model=model, case=case, target=target, roi=roi, players=players, value_fn=vf, budget=budget,
+                       result=result, faithfulness=faith, counters=ev.counters,
+                       setup_forwards=predictor.counters.tile_forwards, prediction=prediction)
+
+
+def describe(run: Run, expl: Explanation) -> dict:
+    """The content of ``explanation.json`` (contract fields first)."""
+    job, rows, result, vf = run.job, expl.players.rows, expl.result, expl.value_fn
+    model, case, roi = expl.model, expl.case, expl.roi
+    order = np.argsort(-result.values, kind="stable")
+    rank = np.empty(len(order), int)
+    rank[order] = np.arange(1, len(order) + 1)
+    for r, phi, se, rk in zip(rows, result.values, result.se, rank):
+        r.update(phi=float(phi), se=float(se), ci95_low=float(phi - 1.96 * se), ci95_high=float(phi + 1.96 * se),
+                 rank=int(rk))
+    counters = expl.counters.as_dict()
+    unit_ml = float(np.prod(case.spacing)) / 1000.0
+    stats = {
+        "coalitions": counters["coalitions"], "tile_forwards": counters["tile_forwards"],
+        "tile_forwards_roi": counters["tile_forwards_roi"], "cache_hits": counters["cache_hits"],
+        "seconds": round(time.perf_counter() - run.t0, 3),
+        "tile_forwards_setup": expl.setup_forwards,
+        "tile_forwards_whole_image": counters["tile_forwards_whole_image"],
+        "network_passes": counters["network_passes"], "memo_hits": counters["memo_hits"],
+        "unperturbed_reuses": counters["unperturbed_reuses"], "peak_cache_bytes": counters["peak_cache_bytes"],
+        "seconds_by_phase": dict(run.phase_seconds), "seconds_by_part": counters["seconds"],
+    }
+    return {
+        "tool": "ShapSegExplain", "version": __version__,
+        "target": {"label": int(expl.target), "name": model.label_name(expl.target)},
+        "value": {"name": vf.name, "normalized": vf.normalized, "unit": vf.unit,
+                  "normaliser": vf.scale if vf.normalized else None},
+        "base_value": result.base_value, "full_value": result.full_value,
+        "additivity_error": result.additivity_error,
+        "players": rows,
+        "shapley": {"exact": result.exact, "estimator": result.estimator, "n_evaluations": result.n_evaluations,
+                    "stop_reason": result.stop_reason,
+                    "convergence_ratio": result.ratio, "seed": result.seed, "budget": expl.budget,
+                    "history": result.history},
+        "faithfulness": expl.faithfulness,
+        "roi": {"voxels": int(roi.sum()), "ml": round(int(roi.sum()) * unit_ml, 4),
+                "tiles": list(expl.players.plan.tiles), "kind": job.roi_kind()},
+        "players_summary": expl.players.summary,
+        "model": {"folder": str(model.model_dir), "folds": [str(f) for f in model.folds],
+                  "mirror_axes": list(model.mirror_axes or ()), "device": str(model.device),
+                  "network_spacing_mm": list(case.spacing), "patch_size": list(model.patch_size)},
+        "settings": job.to_dict(),
+        "stats": stats,
+    }
+
+
+# ----- outputs -------------------------------------------------------------------------------------
+def write_outputs(folder: Path, expl: Explanation, run: Run, extra_files: list[str]) -> dict[str, str]:
+    """Every output file into ``folder``; ``explanation.json`` last."""
+    from . import outputs as o
+    from .report import write_report
+
+    case, content, result = expl.case, expl.content, expl.result
+    plan, pmap, rows = expl.players.plan, expl.players.pmap, expl.players.rows
+    ct = case.ct
+    ids_ct = player_ids_ct(case, plan, pmap)
+    roi_ct = case.labels_to_ct(expl.roi.astype(np.int32))
+    pred_ct = case.labels_to_ct(expl.prediction.astype(np.int32))
+    files = {"players": "players.seg.nrrd", "attribution": "attribution.nrrd", "roi": "roi.seg.nrrd",
+             "table": "attributions.csv", "report": "report.png", "audit": "coalitions.npz",
+             "explanation": "explanation.json"}
+    o.write_players_seg(folder / files["players"], ct, ids_ct, rows)
+    run.check()
+    o.write_attribution(folder / files["attribution"], ct, ids_ct, result.values)
+    o.write_roi_seg(folder / files["roi"], ct, roi_ct, pred_ct, content["target"]["name"])
+    o.write_csv(folder / files["table"], rows)
+    o.write_audit(folder / files["audit"], result.coalitions, result.game_values, result.seed)
+    run.check()
+    write_report(folder / files["report"], ct, ids_ct, roi_ct, rows, *report_titles(content))
+    for f in extra_files:
+        shutil.copy2(f, folder / Path(f).name)
+        files[Path(f).name.split(".")[0]] = Path(f).name
+    content["stats"]["seconds"] = round(time.perf_counter() - run.t0, 3)
+    content["stats"]["seconds_by_phase"] = dict(run.phase_seconds)
+    content["files"] = dict(files)
+    o.write_json(folder / files["explanation"], content)
+    return files
+
+
+def report_titles(expl: dict) -> tuple[str, str, str]:
+    v, s, st = expl["value"], expl["shapley"], expl["stats"]
+    unit = v["unit"]
+    what = f"{v['name']}{' (normalised)' if v['normalized'] else ''} of {expl['target']['name']}"
+    title = (f"What drives {what} in the ROI ({expl['roi']['ml']:.1f} mL)?  "
+             f"v(all present) = {expl['full_value']:.3g}{' ' + unit if unit else ''}, "
+             f"v(all absent) = {expl['base_value']:.3g}; Σφ = their difference")
+    how = "exact" if s["exact"] else f"KernelSHAP, convergence ratio {s['convergence_ratio']:.3f}"
+    subtitle = (f"{expl['players_summary']['players']} {expl['settings']['players']} players · "
+                f"{s['n_evaluations']} coalitions ({how}) · {st['tile_forwards']} tile forwards "
+                f"(without the cache {st['tile_forwards_roi']}) · red raises the value, blue lowers it")
+    return title, subtitle, unit
+
+
+def top_drivers(expl: dict, k: int = 5) -> list[dict]:
+    """The ``k`` players with the largest |φ|."""
+    return sorted(expl["players"], key=lambda r: -abs(r["phi"]))[:k]

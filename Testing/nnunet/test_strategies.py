@@ -1,0 +1,102 @@
+"""roi, paper and memo give identical values; memo <= paper <= roi in tile forwards."""
+import numpy as np
+import pytest
+import torch
+
+from helpers import random_coalitions, synthetic_ct
+from ShapSegExplainLib.nnunet.case import prepare_case
+from ShapSegExplainLib.nnunet.evaluator import CoalitionEvaluator, plan_roi
+from ShapSegExplainLib.nnunet.model import load_model
+from fixtures.partitions import block_players
+
+
+@pytest.fixture(scope="module")
+def setting(model_dirs):
+    model = load_model(model_dirs["one_fold"], mirroring=False, device="cpu", batch_size=8)
+    case = prepare_case(synthetic_ct((24, 48, 48), seed=5), model)
+    roi = np.zeros(case.shape, bool)
+    roi[10:15, 20:29, 18:27] = True
+    plan = plan_roi(model, case, roi)
+    pmap, m = block_players(plan, case.spacing, block_mm=12.0)
+    return model, case, plan, pmap, m
+
+
+def _run(setting, strategy, coalitions, batch=50, **kw):
+    model, case, plan, pmap, m = setting
+    ev = CoalitionEvaluator(model, case, plan, pmap, m, strategy=strategy, **kw)
+    out = torch.cat([ev.evaluate(coalitions[i:i + batch]) for i in range(0, len(coalitions), batch)])
+    return out, ev
+
+
+def test_three_strategies_identical_on_200_coalitions(setting):
+    m = setting[4]
+    assert len(setting[2].tiles) >= 4 and m >= 10
+    coalitions = random_coalitions(np.random.default_rng(0), 200, m)
+    coalitions[:2] = [np.zeros(m, bool), np.ones(m, bool)]
+    out = {s: _run(setting, s, coalitions) for s in ("roi", "paper", "memo")}
+    assert torch.equal(out["roi"][0], out["paper"][0])
+    assert torch.equal(out["roi"][0], out["memo"][0])
+    f = {s: ev.counters.tile_forwards for s, (_, ev) in out.items()}
+    assert f["memo"] <= f["paper"] <= f["roi"]
+    assert f["roi"] == 200 * len(setting[2].tiles)
+    memo = out["memo"][1].counters
+    assert memo.tile_forwards == memo.distinct_states            # one forward per distinct local state
+    assert memo.memo_hits > 0 and memo.evictions == 0
+    assert out["paper"][1].counters.unperturbed_reuses > 0
+
+
+def test_memo_under_a_tight_memory_budget_stays_exact(setting):
+    m = setting[4]
+    coalitions = random_coalitions(np.random.default_rng(1), 60, m)
+    coalitions = np.concatenate([coalitions, coalitions])        # the second half re-asks the first
+    plain, _ = _run(setting, "roi", coalitions, batch=30)
+    tight, ev = _run(setting, "memo", coalitions, batch=30, memory_budget_bytes=20_000)
+    roomy, ev2 = _run(setting, "memo", coalitions, batch=30)
+    assert torch.equal(plain, tight) and torch.equal(plain, roomy)
+    assert ev.counters.evictions > 0 and ev.memo.bytes <= 20_000
+    assert ev.counters.tile_forwards > ev2.counters.tile_forwards == ev2.counters.distinct_states
+
+
+def test_counters_report_what_the_plain_paths_would_cost(setting):
+    model, case, plan, pmap, m = setting
+    coalitions = random_coalitions(np.random.default_rng(2), 10, m)
+    _, ev = _run(setting, "memo", coalitions)
+    c = ev.counters.as_dict()
+    assert c["coalitions"] == 10
+    assert c["tile_forwards_roi"] == 10 * len(plan.tiles)
+    assert c["tile_forwards_whole_image"] == 10 * len(plan.grid) >= c["tile_forwards_roi"]
+    assert c["network_passes"] == c["tile_forwards"] * model.passes_per_tile
+    assert c["peak_cache_bytes"] > 0 and c["seconds"]["forward"] > 0
+
+
+def test_context_voxels_are_never_perturbed(setting):
+    """With every voxel fixed context, all coalitions give the unperturbed logits."""
+    model, case, plan, pmap, m = setting
+    ev = CoalitionEvaluator(model, case, plan, np.full(plan.crop_shape, -1), n_players=3)
+    out = ev.evaluate(np.array([[True] * 3, [False] * 3]))
+    assert torch.equal(out[0], out[1])
+    assert ev.counters.tile_forwards == len(plan.tiles)
+
+
+def test_bad_coalitions_and_player_maps_are_rejected(setting):
+    model, case, plan, pmap, m = setting
+    ev = CoalitionEvaluator(model, case, plan, pmap, m)
+    with pytest.raises(ValueError):
+        ev.evaluate(np.ones((2, m + 1), bool))
+    from ShapSegExplainLib.errors import ShapSegError
+    with pytest.raises(ShapSegError, match="crop"):
+        CoalitionEvaluator(model, case, plan, pmap[:-1], m)
+    with pytest.raises(ShapSegError, match="strategy"):
+        CoalitionEvaluator(model, case, plan, pmap, m, strategy="fast")
+
+
+@pytest.mark.parametrize("baseline", ["blur", "mean"])
+def test_other_baselines_are_exact_across_strategies(setting, baseline):
+    m = setting[4]
+    coalitions = random_coalitions(np.random.default_rng(3), 20, m)
+    coalitions[0] = False
+    plain, _ = _run(setting, "roi", coalitions, baseline=baseline)
+    memo, _ = _run(setting, "memo", coalitions, baseline=baseline)
+    const, _ = _run(setting, "memo", coalitions)
+    assert torch.equal(plain, memo)
+    assert not torch.equal(memo[0], const[0])       # the baseline matters when all players are absent
