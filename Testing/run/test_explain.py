@@ -226,7 +226,7 @@ def test_cli_explain_prints_drivers_and_writes_outputs(ct_file, model_dirs, tmp_
     out = tmp_path / "cli"
     r = call_cli("explain", "--ct", ct_file, "--model", model_dirs["one_fold"], "--target", "1",
                 "--roi-box", "14,14,8,20,20,11", "--players", "organ", "--value", "fp", "--device", "cpu",
-                "--out", out)
+                "--no-mirroring", "--out", out)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "top drivers" in r.stdout and str(out) in r.stdout
     expl = json.loads((out / "explanation.json").read_text())
