@@ -25,11 +25,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))   # test fixtures (games, model folders)
 
+from ShapSegExplainLib.choices import PLAYERS
 from ShapSegExplainLib.nnunet.case import prepare_case
 from ShapSegExplainLib.nnunet.evaluator import CoalitionEvaluator, plan_roi
 from ShapSegExplainLib.nnunet.model import load_model
 from fixtures.model_folder import ModelSpec, write_model_folder
-from ShapSegExplainLib.players.maps import ABSTRACTIONS, PlayerSettings, anatomy_for_case, players_for_case
+from ShapSegExplainLib.players.maps import PlayerSettings, anatomy_for_case, players_for_case
 from fixtures.sampling import uniform_size_coalitions
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "totalseg-example"
@@ -117,7 +118,7 @@ def main(argv=None):
     ap.add_argument("--coalitions", type=int, default=96)
     ap.add_argument("--batch", type=int, default=32, help="coalitions per evaluate() call")
     ap.add_argument("--mirroring", action="store_true", help="with mirroring TTA (8 passes per tile)")
-    ap.add_argument("--players", nargs="+", default=["organ", "fcc", "hybrid"], choices=ABSTRACTIONS)
+    ap.add_argument("--players", nargs="+", default=["organ", "fcc", "hybrid"], choices=PLAYERS)
     ap.add_argument("--samplers", nargs="+", default=["uniform", "kernelshap"], choices=["uniform", "kernelshap"])
     ap.add_argument("--json", default=None)
     ap.add_argument("--only-throughput", action="store_true", help="skip the strategy comparison")

@@ -17,9 +17,11 @@ from typing import Sequence
 
 import torch
 
+from ..choices import DEVICES
 from ..errors import ShapSegError
 
 CHECKPOINT = "checkpoint_final.pth"
+MODEL_FIELDS = ("configuration", "folds", "checkpoint", "mirroring", "step", "device", "batch_size")
 
 
 @dataclass(frozen=True)
@@ -41,15 +43,12 @@ class ModelSettings:
         return cls(model_dir=str(source.model), **{f: getattr(source, f) for f in MODEL_FIELDS})
 
 
-MODEL_FIELDS = ("configuration", "folds", "checkpoint", "mirroring", "step", "device", "batch_size")
-
-
 def resolve_device(device: str) -> torch.device:
     """'auto' -> cuda when available, else cpu."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ShapSegError(f"unknown device '{device}' (use auto, cpu or cuda)", "bad_device")
+        raise ShapSegError(f"unknown device '{device}' (use {', '.join(DEVICES)} or cuda:N)", "bad_device")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ShapSegError("device 'cuda' requested but no CUDA GPU is available", "bad_device")
     return torch.device(device)

@@ -29,7 +29,6 @@ from .anatomy import Anatomy, build_anatomy
 from .fragments import connected_pieces, merge_small, piece_stats
 from .lattice import encode_cells, fcc_cell_volume_mm3, fcc_cells
 
-ABSTRACTIONS = PLAYERS
 CONTEXT_NAME = "context (rest of crop)"
 
 
@@ -53,8 +52,8 @@ class PlayerSettings:
         return cls(abstraction=abstraction or source.players, **{f: getattr(source, f) for f in names}).check()
 
     def check(self) -> "PlayerSettings":
-        if self.abstraction not in ABSTRACTIONS:
-            raise ShapSegError(f"unknown players '{self.abstraction}' (use {', '.join(ABSTRACTIONS)})", "bad_option")
+        if self.abstraction not in PLAYERS:
+            raise ShapSegError(f"unknown players '{self.abstraction}' (use {', '.join(PLAYERS)})", "bad_option")
         for name in ("spacing_mm", "slic_compactness"):
             if not getattr(self, name) > 0:
                 raise ShapSegError(f"{name.replace('_', '-')} must be positive", "bad_option")

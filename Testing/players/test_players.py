@@ -10,6 +10,7 @@ import SimpleITK as sitk
 from helpers import call_cli
 from players_helpers import (assert_connected, assert_nearest_lattice, assert_partition, assert_same,
                              brute_force_nearest, interior_cell_volumes, purities)
+from ShapSegExplainLib.choices import PLAYERS
 from ShapSegExplainLib.players.anatomy import (OTHER_TISSUE, OUTSIDE_BODY, body_mask, build_anatomy, clean_specks,
                                        read_label_names)
 from ShapSegExplainLib.nnunet.case import prepare_case
@@ -19,7 +20,7 @@ from ShapSegExplainLib.players.lattice import encode_cells, fcc_cell_volume_mm3,
 from ShapSegExplainLib.nnunet.model import load_model
 from ShapSegExplainLib.demo.phantom import make_phantom
 from ShapSegExplainLib.players.stats import map_summary, player_table, players_per_tile
-from ShapSegExplainLib.players.maps import ABSTRACTIONS, PlayerSettings, build_players, support_mask
+from ShapSegExplainLib.players.maps import PlayerSettings, build_players, support_mask
 from ShapSegExplainLib.nnunet.roi import roi_from_mask
 from ShapSegExplainLib.nnunet.tiles import pad_data
 
@@ -108,7 +109,7 @@ def _build(pc, abstraction, source="file", **kw):
     return build_players(plan, case.spacing, anatomy, support, settings, intensities)
 
 
-@pytest.mark.parametrize("abstraction", ABSTRACTIONS)
+@pytest.mark.parametrize("abstraction", PLAYERS)
 def test_players_partition_the_crop(phantom_case, abstraction):
     pmap = _build(phantom_case, abstraction)
     plan = phantom_case["plan"]
@@ -316,7 +317,7 @@ def test_cli_players_json_and_compare(phantom_case, model_dirs):
     r = call_cli(*common, "--compare")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert [ln.split()[0] for ln in lines[1:5]] == list(ABSTRACTIONS)
+    assert [ln.split()[0] for ln in lines[1:5]] == list(PLAYERS)
 
 
 def test_cli_players_bad_input_is_one_line(phantom_case, model_dirs, tmp_path):

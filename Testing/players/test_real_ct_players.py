@@ -5,13 +5,14 @@ import pytest
 
 from players_helpers import (assert_connected, assert_nearest_lattice, assert_partition, assert_same,
                              interior_cell_volumes, purities)
+from ShapSegExplainLib.choices import PLAYERS
 from ShapSegExplainLib.players.lattice import fcc_cell_volume_mm3
 from ShapSegExplainLib.nnunet.case import prepare_case
 from ShapSegExplainLib.nnunet.evaluator import plan_roi
 from ShapSegExplainLib.nnunet.model import load_model
 from fixtures.model_folder import ModelSpec, write_model_folder
 from ShapSegExplainLib.players.stats import map_summary, player_table
-from ShapSegExplainLib.players.maps import ABSTRACTIONS, PlayerSettings, players_for_case
+from ShapSegExplainLib.players.maps import PlayerSettings, players_for_case
 from ShapSegExplainLib.nnunet.roi import roi_from_box
 
 SPECS = {
@@ -37,7 +38,7 @@ def _players(rc, abstraction, **kw):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("abstraction", ABSTRACTIONS)
+@pytest.mark.parametrize("abstraction", PLAYERS)
 def test_real_ct_players_are_partitions(real_case, abstraction):
     pmap = _players(real_case, abstraction)
     assert_partition(pmap, real_case["plan"].image_in_crop)

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 from helpers import call_cli
 from fixtures.model_folder import ModelSpec, write_model_folder
-from ShapSegExplainLib.players.maps import ABSTRACTIONS
+from ShapSegExplainLib.choices import PLAYERS
 
 SPEC = ModelSpec(patch_size=(16, 32, 32), spacing=(6.0, 6.0, 6.0), features=(4, 8, 16), seed=7,
                  labels={"background": 0, "kidney_left": 1, "spleen": 2})
@@ -23,7 +23,7 @@ def model_dir(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("abstraction", ABSTRACTIONS)
+@pytest.mark.parametrize("abstraction", PLAYERS)
 def test_explain_real_ct_with_totalsegmentator_anatomy(shared_ct, model_dir, tmp_path, abstraction):
     import slicerio
     out = tmp_path / "out"
