@@ -133,7 +133,7 @@ class ShapSegExplainParameterNode:
     folds: str = ""
     targetClass: str = ""
     device: Device = Device.AUTO
-    mirroring: bool = True
+    mirroring: bool = False
     region: Region = Region.POINT
     pointNode: vtkMRMLMarkupsFiducialNode
     roiNode: vtkMRMLMarkupsROINode
@@ -645,6 +645,7 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
     def handleEvent(self, event: dict) -> None:
         kind = event.get("event")
         if kind == "players" and event.get("preview"):
+            self.removePreview()            # a coarse-to-fine run sends the players of every level
             self.run.players = event["players"]
             self.run.preview = self.loadPreview(event["preview"], event["players"])
         elif kind == "partial" and self.run.preview is not None:

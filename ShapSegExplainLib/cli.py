@@ -30,8 +30,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--configuration", default=None, help="configuration, when the folder holds several")
     g.add_argument("--folds", nargs="+", default=None, help="folds to ensemble (default: all present)")
     g.add_argument("--checkpoint", default="checkpoint_final.pth")
-    g.add_argument("--no-mirroring", dest="mirroring", action="store_false",
-                   help="disable mirroring test-time augmentation")
+    g.add_argument("--mirroring", dest="mirroring", action="store_true", default=False,
+                   help="explain with nnU-Net's mirroring test-time augmentation (8 network passes per tile in 3D; "
+                        "default: the network's single pass)")
+    g.add_argument("--no-mirroring", dest="mirroring", action="store_false", help=argparse.SUPPRESS)
     g.add_argument("--step", type=float, default=0.5, help="tile step size (nnU-Net's default 0.5)")
     g.add_argument("--device", default="auto", help=f"{', '.join(DEVICES)} or cuda:N")
     g.add_argument("--batch-size", type=int, default=4,
@@ -195,7 +197,18 @@ def add_explain_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--budget", type=int, default=None,
                    help="most coalitions to evaluate (default: 2^M, exact, up to "
                         f"{EXACT_MAX_PLAYERS} players; else {BUDGET_PER_PLAYER}·M)")
-    g.add_argument("--time-limit", type=float, default=None, help="stop sampling after this many seconds")
+    g.add_argument("--time-limit", type=float, default=None,
+                   help="stop sampling this many seconds after it starts (checked every few coalitions)")
+    g.add_argument("--budget-forwards", type=int, default=None,
+                   help="stop sampling after this many tile forwards (the cost that matters)")
+    g.add_argument("--levels", type=int, default=d.levels,
+                   help="coarse to fine (hybrid, fcc): organ units, then cells of 2^k × --spacing-mm, refining the "
+                        "players that carry the explanation; 1 = one flat game (default %(default)s)")
+    g.add_argument("--refinements", type=int, default=d.refinements,
+                   help="coarse to fine: refine at most this many players (default %(default)s)")
+    g.add_argument("--refine-share", type=float, default=d.refine_share,
+                   help="coarse to fine: refine only players carrying at least this share of Σ|φ| "
+                        "(default %(default)s)")
     g.add_argument("--threshold", type=float, default=d.threshold,
                    help="stop when max SE / (max φ - min φ) falls below this (default %(default)s)")
     g.add_argument("--estimator", default=d.estimator, choices=ESTIMATORS,
@@ -205,6 +218,9 @@ def add_explain_args(p: argparse.ArgumentParser) -> None:
                    help="tile caching; changes the cost, never the result (default %(default)s)")
     g.add_argument("--seed", type=int, default=d.seed, help="sampling seed (default %(default)s)")
     g.add_argument("--coalition-batch", type=int, default=None, help="coalitions per batch (default max(M, 32))")
+    g.add_argument("--tolerance", type=float, default=d.tolerance,
+                   help="freeze ROI tiles whose Gaussian share of the fused logits is at most this; the bound on the "
+                        "logit change is reported (default %(default)s: exact)")
     g.add_argument("--baseline-hu", type=float, default=d.baseline_hu,
                    help="what an absent player's voxels become, in HU (default %(default)s: air)")
     g.add_argument("--fixed-context", dest="context_player", action="store_false",
@@ -247,7 +263,7 @@ def run_and_print(job, as_json: bool, **kwargs) -> dict:
           f"{expl['full_value']:.4g}{u}, all absent {expl['base_value']:.4g}{u} "
           f"(Σφ - difference = {expl['additivity_error']:.1e})")
     print(f"top drivers ({len(expl['players'])} players, {expl['shapley']['n_evaluations']} coalitions, "
-          f"{'exact' if expl['shapley']['exact'] else 'KernelSHAP'}):")
+          f"{'exact' if expl['shapley']['exact'] else expl['shapley']['estimator']}):")
     for r in top_drivers(expl):
         print(f"  {r['phi']:+10.4g} ± {1.96 * r['se']:<9.2g}{r['name']:<32} {r['ml']:8.2f} mL")
     s = expl["stats"]

@@ -33,6 +33,10 @@ from . import DEMO_MODEL
 from .phantom import LABELS, Phantom, make_phantom
 
 DEMO_SEED = 11
+# 4 of the demo's 8 ROI tiles carry at most 0.6 % of the fused logits: freezing them halves the
+# cost (552 -> 316 tile forwards); the run reports the bound (0.36 logit) and the measured error
+# (0.21 logit, φ within 0.0011 of the exact run: benchmarks/bench_cost.py)
+DEMO_TOLERANCE = 0.01
 TARGET = "kidney_left"
 ROI_GROW_MM = 3.0
 
@@ -78,7 +82,7 @@ def demo_job(case: DemoCase, out: str | Path, model: str | Path = DEMO_MODEL, **
     settings = dict(ct=f["ct"], model=str(model), target=TARGET, out=str(out), roi_mask=f["roi"],
                     reference=f["reference"], anatomy=f["anatomy"], anatomy_labels=f["anatomy_labels"],
                     players="hybrid", spacing_mm=20.0, margin_mm=10.0, value="soft_fp",
-                    context_player=False,
+                    context_player=False, tolerance=DEMO_TOLERANCE,
                     mirroring=False, device="cpu", extra={"demo_seed": case.seed})
     settings.update(overrides)
     return ExplainJob(**settings).check()

@@ -11,6 +11,13 @@ window, so only the tiles that intersect the ROI are run, and
 
 All three feed the same per-tile values to the same fp16 fusion replay, so they give the
 same result bit for bit; only the number of network calls differs.
+
+``tolerance`` > 0 prunes tiles: a ROI tile whose Gaussian share of the fused logits,
+w_t(x) = g_t(x) / Σ_s g_s(x), stays at or below the tolerance on every ROI voxel is frozen
+at its unperturbed output. The fused logit at x then moves by
+|Δ(x)| = |Σ_{t pruned} w_t(x) (y_t^S(x) − y_t^N(x))| ≤ Σ_{t pruned} w_t(x) · D_t, with D_t the
+largest change of tile t's ROI logits; ``pruning`` reports that bound with D_t measured
+between every player present and every player absent (one extra forward per pruned tile).
 """
 from __future__ import annotations
 
@@ -120,7 +127,7 @@ class CoalitionEvaluator:
     def __init__(self, model: NNUNetModel, case: Case, plan: RoiPlan, player_map: np.ndarray,
                  n_players: int | None = None, strategy: str = "memo", baseline: str = "constant",
                  baseline_hu: float = -1024.0, blur_sigma_mm: float = 6.0,
-                 memory_budget_bytes: int = 2 << 30, batch_size: int | None = None) -> None:
+                 memory_budget_bytes: int = 2 << 30, batch_size: int | None = None, tolerance: float = 0.0) -> None:
         if strategy not in STRATEGIES:
             raise ShapSegError(f"unknown strategy '{strategy}' (use {', '.join(STRATEGIES)})", "bad_option")
         if baseline not in BASELINES:
@@ -146,7 +153,11 @@ class CoalitionEvaluator:
         self._tile_setup(crop_data, base, player_map)
         self._unperturbed: dict[int, torch.Tensor] = {}
         self._seen: set[tuple[int, bytes]] = set()
+        self.pruned = self._prunable(float(tolerance))
+        self.pruning: dict = {"tolerance": float(tolerance), "tiles": self.n_tiles, "tiles_kept": self.n_tiles - len(self.pruned)}
         self.counters.seconds["setup"] += time.perf_counter() - t0
+        if self.pruned:
+            self.pruning.update(self._pruning_bound())
 
     # ----- setup -------------------------------------------------------------------------
     def _baseline_crop(self, crop: torch.Tensor, pmap: np.ndarray, kind: str, hu: float,
@@ -181,6 +192,52 @@ class CoalitionEvaluator:
             self.tile_baselines.append(base[(slice(None), *local)].contiguous())
             self.tile_labels.append(torch.from_numpy(labels.astype(np.int64) + 1))
             self.tile_players.append(np.unique(labels[labels >= 0]))
+
+    def shares(self) -> list[torch.Tensor]:
+        """Per ROI tile, its Gaussian share w_t(x) of the fused logits on its ROI voxels."""
+        g = self.model.gaussian().detach().to("cpu").reshape(-1).float()
+        n = self.fusion.n_predictions.float()
+        return [g[loc] / n[sel] for sel, loc in zip(self.fusion.sel, self.fusion.local)]
+
+    def _prunable(self, tolerance: float) -> set[int]:
+        if tolerance <= 0:
+            return set()
+        return {pos for pos, w in enumerate(self.shares()) if w.numel() and float(w.max()) <= tolerance}
+
+    def _pruning_bound(self) -> dict:
+        """max_x Σ_{t pruned} w_t(x)·D_t, D_t = max |ROI logits of tile t with every player
+        absent − with every player present| (two forwards per pruned tile, counted as setup)."""
+        pruned = sorted(self.pruned)
+        jobs = [(pos, np.zeros(len(self.tile_players[pos]), bool)) for pos in pruned]
+        jobs += [(pos, np.ones(len(self.tile_players[pos]), bool)) for pos in pruned]
+        out = self._run_jobs(jobs)
+        shares = self.shares()
+        g = self.model.gaussian().detach().to("cpu").reshape(-1).float()
+        total = torch.zeros(self.fusion.n_voxels)
+        change = {}
+        for i, pos in enumerate(pruned):
+            # outputs are Gaussian-weighted: divide by g to get the logits' own change
+            diff = (out[i + len(pruned)].float() - out[i].float()).abs() / g[self.fusion.local[pos]]
+            d = float(diff.max())
+            change[pos] = d
+            total[self.fusion.sel[pos]] += shares[pos] * d
+            self._unperturbed.setdefault(pos, out[i])
+            self.memo.put((pos, np.packbits(np.zeros(len(self.tile_players[pos]), bool)).tobytes()), out[i])
+        return {"tiles_pruned": [self.plan.tiles[p] for p in pruned],
+                "max_share_pruned": max(float(shares[p].max()) for p in pruned),
+                "tile_change": {str(self.plan.tiles[p]): round(change[p], 4) for p in pruned},
+                "bound_logit": float(total.max())}
+
+    def pruning_error(self, coalitions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fused logits of ``coalitions`` with the pruned tiles frozen and run for real:
+        (pruned, exact), to measure what the tolerance changed (the extra forwards count)."""
+        pruned = self.evaluate(coalitions)
+        keep, self.pruned = self.pruned, set()
+        try:
+            exact = self.evaluate(coalitions)
+        finally:
+            self.pruned = keep
+        return pruned, exact
 
     # ----- facts -------------------------------------------------------------------------
     @property
@@ -224,6 +281,8 @@ class CoalitionEvaluator:
     def _tile_requests(self, pos: int, absent: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
         """Unique local absent-sets of one tile in a batch: (unique masks, inverse, keys)."""
         local = absent[:, self.tile_players[pos]]
+        if pos in self.pruned:                      # frozen at its unperturbed output
+            local = np.zeros_like(local)
         packed = np.packbits(local, axis=1) if local.shape[1] else np.zeros((local.shape[0], 0), np.uint8)
         uniq, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
         keys = [row.tobytes() for row in uniq]

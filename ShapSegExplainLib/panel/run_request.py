@@ -45,7 +45,7 @@ class RunRequest:
     time_limit_s: float = 0.0
     seed: int = 0
     device: str = "auto"
-    mirroring: bool = True
+    mirroring: bool = False
     configuration: str = ""
     folds: str = ""
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:       # types only: the heavy modules are imported when a run 
     from ..nnunet.evaluator import CostCounters
     from ..nnunet.grid import RoiPlan
     from ..nnunet.model import NNUNetModel
+    from ..players.levels import PlayerTree
     from ..players.maps import PlayerMap
     from ..shapley.estimator import ShapleyResult
     from ..shapley.values import ValueFunction
@@ -94,11 +95,15 @@ def run_explanation(job: ExplainJob, emit: Emit | None = None, cancel: Callable[
 # ----- computation ---------------------------------------------------------------------------------
 @dataclass
 class PlayerSet:
-    """The players of a run: the ROI plan they live in, the map, a row per player, the map's summary."""
+    """The players of a run: the ROI plan they live in, the map, a row per player, the map's
+    summary; for a coarse-to-fine run also the tree (``pmap`` is then its atoms until the
+    values are known, the final players after)."""
     plan: RoiPlan
     pmap: PlayerMap
     rows: list[dict]
     summary: dict
+    tree: PlayerTree | None = None
+    nodes: list[int] | None = None      # coarse to fine: the tree nodes the players are
 
 
 @dataclass
@@ -117,6 +122,9 @@ class Explanation:
     counters: CostCounters
     setup_forwards: int               # tile forwards spent before sampling (ROI growing, anatomy)
     prediction: np.ndarray            # the target's unperturbed prediction in the support
+    levels: list[dict] = field(default_factory=list)   # a coarse-to-fine run: one entry per level
+    pruning: dict = field(default_factory=dict)        # tiles kept and the logit bound (``--tolerance``)
+    sampling_forwards: int = 0                         # tile forwards of the Shapley values alone
     content: dict = field(default_factory=dict)
 
 
@@ -146,15 +154,34 @@ def compute(run: Run, ct_image: sitk.Image | None) -> Explanation:
 def build_players_for(run: Run, case, roi: np.ndarray, predictor) -> PlayerSet:
     from ..nnunet.evaluator import plan_roi
     from ..players.maps import PlayerSettings, players_for_case, without_context
-    from ..players.stats import map_summary, player_table
 
     job = run.job
     plan = plan_roi(case.model, case, roi)
-    pmap = players_for_case(case, plan, PlayerSettings.of(job), job.anatomy, job.anatomy_labels, predictor)
+    settings = PlayerSettings.of(job)
+    if uses_levels(job):
+        from ..players.levels import build_tree
+        from ..players.maps import anatomy_for_case, support_mask
+        anatomy = anatomy_for_case(case, plan, settings, job.anatomy, job.anatomy_labels, predictor)
+        tree = build_tree(plan, case.spacing, anatomy, support_mask(plan, case.spacing, settings.margin_mm),
+                          settings, job.levels, context=job.context_player)
+        return players_of(case, plan, tree.player_map(tree.roots()), tree)
+    pmap = players_for_case(case, plan, settings, job.anatomy, job.anatomy_labels, predictor)
     if not job.context_player:
         pmap = without_context(pmap)
+    return players_of(case, plan, pmap)
+
+
+def uses_levels(job: ExplainJob) -> bool:
+    """Coarse-to-fine for the abstractions that nest (hybrid, fcc) when more than one level is asked."""
+    from ..players.levels import LEVEL_KINDS
+    return job.levels > 1 and job.players in LEVEL_KINDS
+
+
+def players_of(case, plan, pmap, tree=None) -> PlayerSet:
+    """Rows and summary of a player map."""
+    from ..players.stats import map_summary, player_table
     rows = player_table(pmap, plan, case.spacing, case.network_to_ras)
-    return PlayerSet(plan, pmap, rows, map_summary(pmap, plan, case.spacing, rows))
+    return PlayerSet(plan, pmap, rows, map_summary(pmap, plan, case.spacing, rows), tree)
 
 
 def player_ids_ct(case, plan, pmap) -> np.ndarray:
@@ -193,70 +220,205 @@ def reference_in_roi(case, path: str, roi: np.ndarray) -> np.ndarray:
 
 def explain_players(run: Run, model, case, target: int, roi: np.ndarray, players: PlayerSet,
                     predictor) -> Explanation:
-    """Shapley values of the job's value function over the players, then faithfulness."""
+    """Shapley values of the job's value function over the players (flat, or coarse to fine
+    over the tree), then faithfulness."""
     from ..nnunet.evaluator import CoalitionEvaluator
-    from ..shapley.estimator import shapley_values
-    from ..shapley.metrics import faithfulness
     from ..shapley.values import value_function_for
 
     job = run.job
-    plan, pmap, rows = players.plan, players.pmap, players.rows
-    m = pmap.n_players
+    plan, pmap = players.plan, players.pmap
+    tree = players.tree
+    m = tree.atoms.n_players if tree is not None else pmap.n_players
     unit_ml = float(np.prod(case.spacing)) / 1000.0
-    ev = CoalitionEvaluator(model, case, plan, pmap.ids, m, strategy=job.strategy, baseline_hu=job.baseline_hu)
+    ids = tree.atoms.ids if tree is not None else pmap.ids
+    ev = CoalitionEvaluator(model, case, plan, ids, m, strategy=job.strategy, baseline_hu=job.baseline_hu,
+                            tolerance=job.tolerance)
     full_logits = ev.evaluate(np.ones((1, m), bool))
     reference = reference_in_roi(case, job.reference, roi) if job.reference else None
     vf = value_function_for(model, job.value, target, full_logits, unit_ml, reference, job.normalized)
-    preview = write_preview(job.preview, case, plan, pmap) if job.preview else None
+    emit_players(run, case, players, vf)
+    sampler = Sampler(run, ev, vf, m)
+    if tree is None:
+        budget = job.budget or default_budget(m)
+        result = sampler.flat(budget)
+        levels: list[dict] = []
+    else:
+        result, players, levels = sampler.tree(players, case)
+        budget = sampler.planned
+    faith = None
+    sampled = ev.counters.tile_forwards - sampler.forwards0
+    if ev.pruned:
+        ev.pruning.update(pruning_measured(ev, vf, result, job.seed))
+    if job.faithfulness_steps:
+        sampler.status["phase"] = "faithfulness"
+        run.phase("faithfulness", "MoRF / LeRF / insertion curves", sampler.status["done"], sampler.total)
+        faith = faithfulness_of(sampler, players, result.values)
+    prediction = predictor.labels(plan.crop_to_image(players.pmap.support, False)) == target
+    return Explanation(model=model, case=case, target=target, roi=roi, players=players, value_fn=vf, budget=budget,
+                       result=result, faithfulness=faith, counters=ev.counters,
+                       setup_forwards=predictor.counters.tile_forwards, prediction=prediction, levels=levels,
+                       pruning=ev.pruning, sampling_forwards=sampled)
+
+
+PRUNING_CHECKS = 8     # coalitions re-run without pruning to measure its error
+
+
+def pruning_measured(ev, vf, result, seed: int) -> dict:
+    """The tolerance's measured effect: ``PRUNING_CHECKS`` evaluated coalitions (the emptiest
+    first, they move the logits most, then at random) with the pruned tiles run for real."""
+    coal = np.asarray(result.coalitions, bool)
+    absent = (~coal).sum(axis=1)
+    rng = np.random.default_rng(seed)
+    pick = list(np.argsort(-absent, kind="stable")[:PRUNING_CHECKS // 2])
+    rest = np.setdiff1d(np.arange(len(coal)), pick)
+    pick += list(rng.choice(rest, size=min(len(rest), PRUNING_CHECKS - len(pick)), replace=False))
+    f0 = ev.counters.tile_forwards
+    pruned, exact = ev.pruning_error(coal[np.sort(pick)])
+    return {"checked_coalitions": len(pick), "check_forwards": ev.counters.tile_forwards - f0,
+            "measured_max_logit": float((pruned.float() - exact.float()).abs().max()),
+            "measured_max_value": float(np.abs(vf(pruned) - vf(exact)).max())}
+
+
+def emit_players(run: Run, case, players: PlayerSet, vf) -> None:
+    """The ``players`` event (and the preview map the live overlay colours)."""
+    job = run.job
+    preview = write_preview(job.preview, case, players.plan, players.pmap) if job.preview else None
     run.emit({"event": "players", "unit": vf.unit, "value": job.value, "normalized": job.normalized,
               "preview": preview,
               "players": [{k: r[k] for k in ("id", "name", "kind", "organ", "voxels", "ml", "centroid_ras")}
-                          for r in rows]})
+                          for r in players.rows]})
 
-    budget = job.budget or default_budget(m)
-    steps = min(job.faithfulness_steps, m)
-    faith_cost = 3 * (steps + 1) if steps else 0
-    total = (2 ** m if is_exact(m, budget) else budget) + faith_cost
-    status = {"done": 0, "ratio": None, "phase": "shapley"}
-    t_shap = time.perf_counter()
 
-    def game(coalitions: np.ndarray) -> np.ndarray:
-        """The value of each coalition, in chunks: bounded memory, progress and a cancel
-        check every ``GAME_CHUNK`` coalitions."""
+def faithfulness_of(sampler: "Sampler", players: PlayerSet, phi: np.ndarray) -> dict:
+    """Curves over removed volume for the final players (through the atoms when coarse to fine)."""
+    from ..shapley.hierarchy import node_game
+    from ..shapley.metrics import faithfulness
+    rows = players.rows
+    game = sampler.game
+    if players.tree is not None:
+        game = node_game(sampler.game, players.tree.membership(players.nodes))
+    purity = np.array([np.nan if r["purity"] is None else r["purity"] for r in rows])
+    return faithfulness(game, phi, steps=sampler.run.job.faithfulness_steps, purity=purity,
+                        volumes=np.array([r["ml"] for r in rows]),
+                        kept=np.array([r["kind"] == "context" for r in rows]))
+
+
+class Sampler:
+    """The game the estimator plays (values of coalitions of the evaluator's players, in
+    chunks with progress and cancel checks) and the stop rule of the job: the time limit
+    from the start of sampling, the tile-forward budget, and (coarse to fine) the coalition budget."""
+
+    def __init__(self, run: Run, ev, vf, m: int) -> None:
+        self.run, self.ev, self.vf, self.m = run, ev, vf, m
+        self.total = self.planned = 0       # coalitions planned: with the faithfulness curves, and without
+        self.status = {"done": 0, "ratio": None, "phase": "shapley"}
+        self.t0 = time.perf_counter()
+        self.forwards0 = ev.counters.tile_forwards
+        self.coalition_cap = 0      # coarse to fine: ``--budget`` caps the coalitions of all levels together
+        self.flat_mode = True       # coarse to fine reports whole levels (``on_level``), not each game's batches
+
+    def game(self, coalitions: np.ndarray) -> np.ndarray:
+        run, st = self.run, self.status
         out = []
         for i in range(0, len(coalitions), GAME_CHUNK):
             run.check()
             chunk = coalitions[i:i + GAME_CHUNK]
-            out.append(vf(ev.evaluate(chunk)))
-            status["done"] += len(chunk)
-            extra = {} if status["ratio"] is None else {"ratio": status["ratio"]}
-            run.emit({"event": "progress", "phase": status["phase"], "done": min(status["done"], total),
-                      "total": total, "message": f"{status['done']} coalitions",
-                      "tile_forwards": ev.counters.tile_forwards,
-                      "seconds": round(time.perf_counter() - t_shap, 3), **extra})
+            out.append(self.vf(self.ev.evaluate(chunk)))
+            st["done"] += len(chunk)
+            extra = {} if st["ratio"] is None else {"ratio": st["ratio"]}
+            run.emit({"event": "progress", "phase": st["phase"], "done": min(st["done"], max(self.total, st["done"])),
+                      "total": max(self.total, st["done"]), "message": f"{st['done']} coalitions",
+                      "tile_forwards": self.ev.counters.tile_forwards,
+                      "seconds": round(time.perf_counter() - self.t0, 3), **extra})
         return np.concatenate(out) if out else np.zeros(0)
 
-    run.phase("shapley", f"Shapley values of {m} players", 0, total, tile_forwards=ev.counters.tile_forwards)
+    def stop(self) -> str | None:
+        """Why sampling must end now (checked every few coalitions), or None."""
+        job = self.run.job
+        if job.time_limit is not None and time.perf_counter() - self.t0 >= job.time_limit:
+            return "time_limit"
+        if job.budget_forwards is not None and self.ev.counters.tile_forwards - self.forwards0 >= job.budget_forwards:
+            return "forward_budget"
+        if self.coalition_cap and self.status["done"] >= self.coalition_cap:
+            return "budget"
+        return None
 
-    def on_batch(step: dict) -> None:
-        run.check()
-        status["ratio"] = step["ratio"]
-        run.emit({"event": "partial", "phi": step["values"].tolist(), "se": step["se"].tolist(),
-                  "ratio": step["ratio"], "n_evaluations": step["n_evaluations"], "budget": step["budget"]})
+    def on_batch(self, step: dict) -> None:
+        self.run.check()
+        self.status["ratio"] = step["ratio"]
+        if self.flat_mode:
+            self.partial(step["values"], step["se"], step["ratio"], step["n_evaluations"], step["budget"])
 
-    result = shapley_values(game, m, budget, seed=job.seed, batch_size=job.coalition_batch,
-                            threshold=job.threshold, time_limit=job.time_limit, on_batch=on_batch,
-                            estimator=job.estimator)
-    faith = None
-    if steps:
-        status["phase"] = "faithfulness"
-        run.phase("faithfulness", "MoRF / LeRF / insertion curves", status["done"], total)
-        purity = np.array([np.nan if r["purity"] is None else r["purity"] for r in rows])
-        faith = faithfulness(game, result.values, steps=steps, purity=purity)
-    prediction = predictor.labels(plan.crop_to_image(pmap.support, False)) == target
-    return Explanation(model=model, case=case, target=target, roi=roi, players=players, value_fn=vf, budget=budget,
-                       result=result, faithfulness=faith, counters=ev.counters,
-                       setup_forwards=predictor.counters.tile_forwards, prediction=prediction)
+    def partial(self, phi, se, ratio, n, budget) -> None:
+        self.run.emit({"event": "partial", "phi": np.asarray(phi).tolist(), "se": np.asarray(se).tolist(),
+                       "ratio": ratio, "n_evaluations": n, "budget": budget})
+
+    def start(self, message: str, planned: int) -> None:
+        steps = self.run.job.faithfulness_steps
+        self.planned = planned
+        self.total = planned + (3 * (steps + 1) if steps else 0)
+        self.t0 = time.perf_counter()
+        self.forwards0 = self.ev.counters.tile_forwards
+        self.run.phase("shapley", message, 0, self.total, tile_forwards=self.ev.counters.tile_forwards)
+
+    def flat(self, budget: int):
+        from ..shapley.estimator import shapley_values
+        job = self.run.job
+        self.start(f"Shapley values of {self.m} players", 2 ** self.m if is_exact(self.m, budget) else budget)
+        return shapley_values(self.game, self.m, budget, seed=job.seed, batch_size=job.coalition_batch,
+                              threshold=job.threshold, on_batch=self.on_batch, estimator=job.estimator,
+                              stop=self.stop)
+
+    def tree(self, players: PlayerSet, case):
+        """Coarse to fine: the roots' game, then refinements; every level is emitted (players
+        and φ) so the live overlay sharpens; returns the result, the final players and the levels."""
+        from ..shapley.hierarchy import level_budget, tree_shapley
+        job, tree = self.run.job, players.tree
+        self.flat_mode = False
+        self.coalition_cap = job.budget or 0
+        roots = tree.roots()
+        # planned: the coarse game and the costliest allowed refinements (an upper estimate for the progress bar)
+        games = sorted(level_budget(len(tree.children(n))) for n in range(tree.n_nodes) if tree.children(n))
+        planned = level_budget(len(roots)) + sum(games[len(games) - job.refinements:] if job.refinements else [])
+        self.start(f"coarse game of {len(roots)} players, then refinements", min(planned, job.budget or planned))
+        levels: list[dict] = []
+        state = {"players": players}
+
+        def on_level(res) -> None:
+            pmap = tree.player_map(res.nodes)
+            ps = players_of(case, players.plan, pmap, tree)
+            ps.nodes = list(res.nodes)
+            state["players"] = ps
+            refined = res.refined[-1] if res.refined else None
+            levels.append({"refined": None if refined is None else tree.names[refined], "players": len(res.nodes),
+                           "coalitions": res.n_evaluations, "tile_forwards": self.ev.counters.tile_forwards,
+                           "seconds": round(time.perf_counter() - self.t0, 3)})
+            if refined is not None:
+                emit_players(self.run, case, ps, self.vf)
+            ratio = float(res.se.max() / max(res.values.max() - res.values.min(), 1e-300))
+            self.partial(res.values, res.se, ratio, res.n_evaluations, self.planned)
+
+        res = tree_shapley(self.game, tree, seed=job.seed, max_refinements=job.refinements,
+                           min_share=job.refine_share, stop=self.stop, on_level=on_level,
+                           threshold=job.threshold, estimator=job.estimator, batch_size=job.coalition_batch,
+                           on_batch=self.on_batch)
+        return tree_result(res, tree, job.seed), state["players"], levels
+
+
+def tree_result(res, tree, seed: int):
+    """A coarse-to-fine result in the shape of a flat one: the audit keeps every game's
+    coalitions as the atoms present, with their values."""
+    from ..shapley.estimator import ShapleyResult
+    games = res.games
+    spread = float(res.values.max() - res.values.min())
+    history = [dict(h, game=k) for k, g in enumerate(games) for h in g.history]
+    kinds = ", ".join(dict.fromkeys(g.estimator for g in games))
+    return ShapleyResult(values=res.values, se=res.se, base_value=res.base_value, full_value=res.full_value,
+                         n_evaluations=res.n_evaluations, ratio=float(res.se.max() / spread) if spread > 0 else 0.0,
+                         exact=all(g.exact for g in games), stop_reason=res.stop_reason, seed=seed,
+                         coalitions=res.atom_coalitions(tree),
+                         game_values=np.concatenate([g.game_values for g in games]), history=history,
+                         estimator=f"coarse to fine (two-step Shapley; {kinds})")
 
 
 def describe(run: Run, expl: Explanation) -> dict:
@@ -276,6 +438,7 @@ def describe(run: Run, expl: Explanation) -> dict:
         "tile_forwards_roi": counters["tile_forwards_roi"], "cache_hits": counters["cache_hits"],
         "seconds": round(time.perf_counter() - run.t0, 3),
         "tile_forwards_setup": expl.setup_forwards,
+        "tile_forwards_sampling": expl.sampling_forwards,
         "tile_forwards_whole_image": counters["tile_forwards_whole_image"],
         "network_passes": counters["network_passes"], "memo_hits": counters["memo_hits"],
         "unperturbed_reuses": counters["unperturbed_reuses"], "peak_cache_bytes": counters["peak_cache_bytes"],
@@ -292,8 +455,11 @@ def describe(run: Run, expl: Explanation) -> dict:
         "shapley": {"exact": result.exact, "estimator": result.estimator, "n_evaluations": result.n_evaluations,
                     "stop_reason": result.stop_reason,
                     "convergence_ratio": result.ratio, "seed": result.seed, "budget": expl.budget,
+                    "audit_players": int(np.shape(result.coalitions)[1]),
                     "history": result.history},
         "faithfulness": expl.faithfulness,
+        "levels": expl.levels,
+        "pruning": expl.pruning,
         "roi": {"voxels": int(roi.sum()), "ml": round(int(roi.sum()) * unit_ml, 4),
                 "tiles": list(expl.players.plan.tiles), "kind": job.roi_kind()},
         "players_summary": expl.players.summary,
@@ -346,6 +512,8 @@ def report_titles(expl: dict) -> tuple[str, str, str]:
              f"v(all present) = {expl['full_value']:.3g}{' ' + unit if unit else ''}, "
              f"v(all absent) = {expl['base_value']:.3g}; Σφ = their difference")
     how = "exact" if s["exact"] else f"KernelSHAP, convergence ratio {s['convergence_ratio']:.3f}"
+    if expl.get("levels"):
+        how = f"coarse to fine, {len(expl['levels'])} levels, " + how
     subtitle = (f"{expl['players_summary']['players']} {expl['settings']['players']} players · "
                 f"{s['n_evaluations']} coalitions ({how}) · {st['tile_forwards']} tile forwards "
                 f"(without the cache {st['tile_forwards_roi']}) · red raises the value, blue lowers it")

@@ -44,6 +44,9 @@ class ExplainJob:
     slic_segments: int | None = None
     slic_anatomy: bool = True
     context_player: bool = True
+    levels: int = 4                 # coarse to fine: organ units, then cells of 60, 30, 15 mm (1 = flat players)
+    refinements: int = 6            # at most this many players refined (bench_cost: 5-6 match the paper's AOPC)
+    refine_share: float = 0.03      # ... each carrying at least this share of Σ|φ|
     # what is explained
     value: str = "soft_dice"
     normalized: bool = False
@@ -55,14 +58,16 @@ class ExplainJob:
     threshold: float = 0.01
     estimator: str = "gp"
     time_limit: float | None = None
+    budget_forwards: int | None = None
     coalition_batch: int | None = None
     baseline_hu: float = -1024.0
+    tolerance: float = 0.0          # prune ROI tiles whose Gaussian share stays at or below this (0 = exact)
     faithfulness_steps: int = 10
     # model
     configuration: str | None = None
     folds: list[str] | None = None
     checkpoint: str = "checkpoint_final.pth"
-    mirroring: bool = True
+    mirroring: bool = False         # TTA multiplies every coalition's cost by 8 in 3D: off unless asked
     step: float = 0.5
     device: str = "auto"
     batch_size: int = 4
@@ -95,6 +100,14 @@ class ExplainJob:
                                "bad_budget")
         if self.time_limit is not None and not self.time_limit > 0:
             raise ShapSegError("time-limit must be positive (seconds)", "bad_option")
+        for name in ("levels", "budget_forwards", "refinements"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < (0 if name == "refinements" else 1)):
+                raise ShapSegError(f"{name.replace('_', '-')} must be a positive whole number, got {v!r}", "bad_option")
+        if not 0 <= float(self.tolerance) < 1:
+            raise ShapSegError("tolerance must be at least 0 and below 1 (a share of the fused logits)", "bad_option")
+        if not 0 <= float(self.refine_share) <= 1:
+            raise ShapSegError("refine-share must be between 0 and 1", "bad_option")
         for name, allowed in (("players", PLAYERS), ("value", VALUES), ("strategy", STRATEGIES),
                               ("estimator", ESTIMATORS)):
             check_choice(name, getattr(self, name), allowed)

@@ -48,6 +48,7 @@ SIZE_SAMPLING = ("leverage", "kernel", "sqrt_kernel")
 
 EXACT_MAX_PLAYERS = 10   # the default budget enumerates every coalition up to this many players
 BUDGET_PER_PLAYER = 10   # ... and allows this many coalitions per player beyond it
+EVAL_CHUNK = 16       # coalitions per game call: how often a time limit or forward budget is checked
 HYPER_ROWS = 600      # the GP's hyperparameters are fitted on at most this many coalitions
 RIDGES = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1)
 
@@ -168,47 +169,62 @@ class KernelShapRun:
             raise ValueError("shrinkage must be cv or none")
         self.shrinkage, self.ridge = shrinkage, 0.0
         self.stratum_draws: dict[int, int] = {}
+        self.stop: Callable[[], str | None] = lambda: None   # asked between chunks of evaluations
+        self.chunk = EVAL_CHUNK
+        self.stopped: str | None = None       # why evaluation stopped early (time limit, forward budget)
+        self.partial = False                  # stopped inside the first design: only the GP can fit it
 
     # -- evaluation bookkeeping
-    def _evaluate(self, coalitions: np.ndarray) -> list[int]:
-        """Evaluate the coalitions not seen yet; return the row of every coalition."""
+    def _evaluate(self, coalitions: np.ndarray, interruptible: bool = True) -> list[int]:
+        """Evaluate the coalitions not seen yet, ``chunk`` at a time, asking ``stop`` before
+        each chunk; return the row of every coalition (-1: not evaluated, stopped)."""
         keys = [np.packbits(c).tobytes() for c in coalitions]
         first: dict[bytes, int] = {}
         for i, k in enumerate(keys):
             if k not in self.rows:
                 first.setdefault(k, i)
         todo = list(first.values())
-        if todo:
-            vals = np.asarray(self.game(coalitions[todo]), dtype=np.float64).reshape(-1)
-            if vals.shape[0] != len(todo) or not np.isfinite(vals).all():
+        for start in range(0, len(todo), self.chunk):
+            if interruptible and self.stopped is None:
+                self.stopped = self.stop()
+            if self.stopped is not None and interruptible:
+                break
+            part = todo[start:start + self.chunk]
+            vals = np.asarray(self.game(coalitions[part]), dtype=np.float64).reshape(-1)
+            if vals.shape[0] != len(part) or not np.isfinite(vals).all():
                 raise ValueError("the game must return one finite value per coalition")
-            for j, i in enumerate(todo):
+            for j, i in enumerate(part):
                 self.rows[keys[i]] = len(self.values)
                 self.coalitions.append(coalitions[i].copy())
                 self.values.append(float(vals[j]))
-        return [self.rows[k] for k in keys]
+        return [self.rows.get(k, -1) for k in keys]
 
     @property
     def n_evaluations(self) -> int:
         return len(self.values)
 
     def start(self, budget: int) -> None:
-        """Empty, full and the enumerated sizes (their pairs), in one batch."""
+        """Empty and full coalitions (always), then the enumerated sizes (their pairs), in
+        chunks that ``stop`` can interrupt; an interrupted design is fitted by the GP."""
         m = self.m
         sizes = enumerated_sizes(m, budget, self.always_singletons)
         mass = size_mass(m)
-        rows = [np.zeros(m, bool), np.ones(m, bool)]
-        weights = [0.0, 0.0]
+        ends = self._evaluate(np.array([np.zeros(m, bool), np.ones(m, bool)]), interruptible=False)
+        self.v0, self.vn = self.values[ends[0]], self.values[ends[1]]
+        rows, weights = [], []
         for s in sizes:
             for t in sorted({s, m - s}):
                 for c in _all_of_size(m, t):
                     rows.append(c)
                     weights.append(mass[t] / comb(m, t))
-        got = self._evaluate(np.array(rows))
-        self.v0, self.vn = self.values[got[0]], self.values[got[1]]
-        for r, w in zip(got[2:], weights[2:]):
-            self.fixed_weight[r] = w
+        got = self._evaluate(np.array(rows)) if rows else []
+        for r, w in zip(got, weights):
+            if r >= 0:
+                self.fixed_weight[r] = w
         self.sampled_sizes = [s for s in range(1, m) if min(s, m - s) not in sizes]
+        if self.stopped is not None:
+            self.partial = True
+            self.sampled_sizes = list(range(1, m))
 
     def _strata(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sampled strata (the smaller size s of a pair of sizes s, M-s), their kernel mass
@@ -268,9 +284,11 @@ class KernelShapRun:
         rows = self._evaluate(both)
         n = len(draws)
         for a, b in zip(rows[:n], rows[n:]):
+            if a < 0 or b < 0:          # stopped before this pair was complete: only its rows count (GP)
+                continue
             key = (min(a, b), max(a, b))
             self.pair_draws[key] = self.pair_draws.get(key, 0) + 1
-        self.n_draws += n
+            self.n_draws += 1
         return self.n_evaluations - before
 
     # -- the fit
@@ -374,6 +392,8 @@ class KernelShapRun:
         (``shapley_gp``) unless the additive fit reproduces every complement pair exactly
         (then the game's odd part is additive on the data, as for every game of order <= 2,
         and that fit is its exact Shapley value) or every size is enumerated."""
+        if self.partial:
+            return {**self.gp_estimate(fresh=True, se_method="posterior"), "estimator": "gp (first design incomplete)"}
         if self.estimator == "gp" and self.sampled_sizes:
             exact = self.additive_fit(system)
             if exact is None:
@@ -409,7 +429,7 @@ class KernelShapRun:
         scale = max(float(np.abs(diff).max()), abs(self.vn - self.v0), 1e-300)
         return phi if float(np.abs(resid).max()) <= 1e-9 * scale else None
 
-    def gp_estimate(self, fresh: bool = False) -> dict:
+    def gp_estimate(self, fresh: bool = False, se_method: str | None = None) -> dict:
         """The posterior of φ; the hyperparameters are re-optimised (warm-started) when the
         evaluations grew by half since the last time, or when ``fresh``."""
         from .gp import STARTS, GameGP
@@ -423,7 +443,7 @@ class KernelShapRun:
             self.theta, self.theta_at = self._hyper_gp(gp, x, v).optimize(starts), n
         post = gp.posterior(self.theta)
         phi = post.values + (self.vn - self.v0 - post.values.sum()) / self.m
-        se = post.se if self.se_method == "posterior" else self.gp_jackknife(x, v)
+        se = post.se if (se_method or self.se_method) == "posterior" else self.gp_jackknife(x, v)
         return {"values": phi, "se": se, "estimator": "gp", "log_rho": float(self.theta[0]),
                 "log_nugget": float(self.theta[1]), "log_size_offset": float(self.theta[2]),
                 "fresh": self.theta_at == n}
@@ -494,37 +514,58 @@ def shapley_values(game: Game, n_players: int, budget: int, seed: int = 0, batch
                    threshold: float = 0.01, time_limit: float | None = None, resamples: int = 64,
                    se_method: str | None = None, size_sampling: str = "leverage", always_singletons: bool | None = None,
                    shrinkage: str = "cv", on_batch: Callable[[dict], None] | None = None, min_pairs: int = 8,
-                   estimator: str = "gp", max_order: int | None = None) -> ShapleyResult:
+                   estimator: str = "gp", max_order: int | None = None,
+                   stop: Callable[[], str | None] | None = None) -> ShapleyResult:
     """Shapley values of ``game`` over ``n_players`` with at most ``budget`` evaluations.
 
     ``on_batch`` gets after every batch a dict with ``values``, ``se``, ``ratio``,
     ``n_evaluations``, ``budget`` and ``phase``; ``batch_size`` (default max(M, 32))
-    is the number of new coalitions per sampled batch."""
+    is the number of new coalitions per sampled batch. ``time_limit`` (seconds from this
+    call) and ``stop`` (a reason to stop, or None) are checked every ``EVAL_CHUNK``
+    evaluations, also inside the first design and an enumeration; what was evaluated by
+    then is fitted (by the GP when the design is incomplete) and returned."""
     m = int(n_players)
     if m < 1:
         raise ValueError("at least one player is needed")
     budget = int(budget)
+    stop_fn = _stopper(time_limit, stop)
     if is_exact(m, budget):
-        return _exact(game, m, seed, batch_size, on_batch, budget)
+        return _exact(game, m, seed, batch_size, on_batch, budget, stop_fn)
     if budget < 2 * m + 2:
         raise ShapSegError(f"a budget of {budget} coalitions is too small for {m} players: KernelSHAP needs at "
                            f"least 2M+2 = {2 * m + 2} (or 2^M = {2 ** min(m, 62)} for exact values)", "bad_budget")
     run = KernelShapRun(game, m, seed=seed, resamples=resamples, size_sampling=size_sampling, se_method=se_method,
                         always_singletons=always_singletons, shrinkage=shrinkage, estimator=estimator,
                         max_order=max_order)
+    run.stop = stop_fn or run.stop
     run.start(budget)
-    return _drive(run, budget, batch_size, threshold, time_limit, on_batch, min_pairs)
+    return _drive(run, budget, batch_size, threshold, on_batch, min_pairs)
+
+
+def _stopper(time_limit: float | None, stop: Callable[[], str | None] | None) -> Callable[[], str | None] | None:
+    """One stop rule from a time limit (counted from now) and a caller's rule (None: neither)."""
+    if time_limit is None and stop is None:
+        return None
+    deadline = None if time_limit is None else time.perf_counter() + float(time_limit)
+
+    def check() -> str | None:
+        if deadline is not None and time.perf_counter() >= deadline:
+            return "time_limit"
+        return stop() if stop is not None else None
+    return check
 
 
 def resume(result: ShapleyResult, budget: int, batch_size: int | None = None, threshold: float = 0.01,
-           time_limit: float | None = None, on_batch=None, min_pairs: int = 8) -> ShapleyResult:
+           time_limit: float | None = None, on_batch=None, min_pairs: int = 8,
+           stop: Callable[[], str | None] | None = None) -> ShapleyResult:
     """Continue a sampled run up to a larger total ``budget``; nothing is evaluated twice."""
     if result.run is None:
         raise ValueError("only a sampled (not exact) run can be resumed")
-    return _drive(result.run, int(budget), batch_size, threshold, time_limit, on_batch, min_pairs)
+    result.run.stop, result.run.stopped = _stopper(time_limit, stop) or (lambda: None), None
+    return _drive(result.run, int(budget), batch_size, threshold, on_batch, min_pairs)
 
 
-def _drive(run: KernelShapRun, budget: int, batch_size, threshold, time_limit, on_batch, min_pairs) -> ShapleyResult:
+def _drive(run: KernelShapRun, budget: int, batch_size, threshold, on_batch, min_pairs) -> ShapleyResult:
     """Fit, report, check the stopping rules, sample the next batch; repeat."""
     t0 = time.perf_counter()
     batch = int(batch_size or max(run.m, 32))
@@ -532,8 +573,9 @@ def _drive(run: KernelShapRun, budget: int, batch_size, threshold, time_limit, o
     reason = "budget"
     while True:
         system = run._system()
-        last = (budget - run.n_evaluations < 2 or not run.sampled_sizes
-                or (time_limit is not None and time.perf_counter() - t0 >= time_limit))
+        if run.stopped is None and run.sampled_sizes and budget - run.n_evaluations >= 2:
+            run.stopped = run.stop()
+        last = budget - run.n_evaluations < 2 or not run.sampled_sizes or run.stopped is not None
         est = run.estimate(system, fresh=last)
         enough = sum(run.pair_draws.values()) >= min_pairs
         if enough and not est.get("fresh", True) and _ratio(est) < threshold:
@@ -551,13 +593,13 @@ def _drive(run: KernelShapRun, budget: int, batch_size, threshold, time_limit, o
         if enough and ratio < threshold:
             reason = "converged"
             break
-        if time_limit is not None and time.perf_counter() - t0 >= time_limit:
-            reason = "time_limit"
+        if run.stopped is not None:
+            reason = run.stopped
             break
         left = budget - run.n_evaluations
         if left < 2:
             break
-        if run.sample(min(batch, left)) == 0:
+        if run.sample(min(batch, left)) == 0 and run.stopped is None:
             reason = "space_exhausted"
             break
     audit = run.audit()
@@ -578,14 +620,25 @@ def _ratio(est: dict) -> float:
     return float(est["se"].max() / spread) if spread > 0 else 0.0
 
 
-def _exact(game: Game, m: int, seed: int, batch_size, on_batch, budget) -> ShapleyResult:
+def _exact(game: Game, m: int, seed: int, batch_size, on_batch, budget, stop) -> ShapleyResult:
+    """Every coalition, ∅ and N first, in chunks that ``stop`` can interrupt (then the GP
+    fits what was evaluated)."""
     masks = np.arange(1 << m, dtype=np.int64)
+    masks = np.concatenate([[0, masks[-1]], masks[1:-1]])
     coalitions = ((masks[:, None] >> np.arange(m)) & 1).astype(bool)
-    step = int(batch_size or 1024)
-    values = np.concatenate([np.asarray(game(coalitions[i:i + step]), dtype=np.float64).reshape(-1)
-                             for i in range(0, len(masks), step)])
-    if values.shape[0] != len(masks) or not np.isfinite(values).all():
+    step = int(batch_size or 1024) if stop is None else EVAL_CHUNK
+    parts: list[np.ndarray] = []
+    for i in range(0, len(masks), step):
+        reason = stop() if i and stop is not None else None
+        if reason is not None:
+            return _partial_enumeration(game, m, seed, coalitions[:i], np.concatenate(parts), reason, on_batch, budget)
+        parts.append(np.asarray(game(coalitions[i:i + step]), dtype=np.float64).reshape(-1))
+    got = np.concatenate(parts)
+    if got.shape[0] != len(masks) or not np.isfinite(got).all():
         raise ValueError("the game must return one finite value per coalition")
+    values = np.empty(len(masks))
+    values[masks] = got
+    coalitions = ((np.arange(1 << m)[:, None] >> np.arange(m)) & 1).astype(bool)
     phi = exact_shapley(values, m)
     if on_batch:
         on_batch({"values": phi, "se": np.zeros(m), "ratio": 0.0, "n_evaluations": len(masks),
@@ -593,3 +646,24 @@ def _exact(game: Game, m: int, seed: int, batch_size, on_batch, budget) -> Shapl
     return ShapleyResult(values=phi, se=np.zeros(m), base_value=float(values[0]), full_value=float(values[-1]),
                          n_evaluations=len(masks), ratio=0.0, exact=True, stop_reason="exact", seed=seed,
                          coalitions=coalitions, game_values=values)
+
+
+def _partial_enumeration(game: Game, m: int, seed: int, coalitions: np.ndarray, values: np.ndarray, reason: str,
+                         on_batch, budget) -> ShapleyResult:
+    """An enumeration stopped early: the GP posterior of the coalitions evaluated so far."""
+    if values.shape[0] != len(coalitions) or not np.isfinite(values).all():
+        raise ValueError("the game must return one finite value per coalition")
+    run = KernelShapRun(game, max(m, 2), seed=seed, estimator="gp")
+    for c, v in zip(coalitions, values):
+        run.rows[np.packbits(c).tobytes()] = len(run.values)
+        run.coalitions.append(c.copy())
+        run.values.append(float(v))
+    run.v0, run.vn = float(values[0]), float(values[1])
+    run.partial, run.stopped, run.sampled_sizes = True, reason, list(range(1, m))
+    est = run.estimate(run._system(), fresh=True)
+    if on_batch:
+        on_batch({"values": est["values"], "se": est["se"], "ratio": _ratio(est), "n_evaluations": len(values),
+                  "budget": budget, "phase": "exact"})
+    return ShapleyResult(values=est["values"], se=est["se"], base_value=run.v0, full_value=run.vn,
+                         n_evaluations=len(values), ratio=_ratio(est), exact=False, stop_reason=reason, seed=seed,
+                         coalitions=coalitions, game_values=values, run=None, estimator=est["estimator"])

@@ -31,20 +31,42 @@ def order_coalitions(order: np.ndarray, counts: np.ndarray, n_players: int, inse
     return out
 
 
-def faithfulness(game: Game, phi: np.ndarray, steps: int = 20, purity: np.ndarray | None = None) -> dict:
-    """MoRF/LeRF/insertion curves, AOPC, ABPC, deletion and insertion AUC, and alignment."""
+def volume_points(volumes: np.ndarray, order: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Evenly spaced removed volumes 0 … V and, for each, how many players of ``order``
+    (a prefix) fit within it."""
+    grid = np.linspace(0.0, float(volumes[order].sum()), steps + 1)
+    cum = np.cumsum(volumes[order])
+    counts = np.searchsorted(cum, grid * (1 + 1e-12) + 1e-12, side="right")
+    counts[-1] = len(order)
+    return grid, counts
+
+
+def faithfulness(game: Game, phi: np.ndarray, steps: int = 20, purity: np.ndarray | None = None,
+                 volumes: np.ndarray | None = None, kept: np.ndarray | None = None) -> dict:
+    """MoRF/LeRF/insertion curves, AOPC, ABPC, deletion and insertion AUC, and alignment
+    (over removed volume when ``volumes`` are given, else over the number of players)."""
     phi = np.asarray(phi, dtype=np.float64)
     m = phi.size
-    counts = removal_points(m, steps)
-    morf_order = np.argsort(-phi, kind="stable")
-    lerf_order = np.argsort(phi, kind="stable")
-    batch = np.concatenate([order_coalitions(morf_order, counts, m), order_coalitions(lerf_order, counts, m),
-                            order_coalitions(morf_order, counts, m, insert=True)])
-    values = np.asarray(game(batch), dtype=np.float64).reshape(3, len(counts))
+    kept = np.zeros(m, bool) if kept is None else np.asarray(kept, bool)
+    free = np.flatnonzero(~kept)
+    morf_order = free[np.argsort(-phi[free], kind="stable")]
+    lerf_order = free[np.argsort(phi[free], kind="stable")]
+    if volumes is None:
+        counts_m = counts_l = removal_points(free.size, steps)
+        frac, removed_ml = counts_m / max(free.size, 1), None
+    else:
+        vol = np.asarray(volumes, float)
+        removed_ml, counts_m = volume_points(vol, morf_order, steps)
+        _, counts_l = volume_points(vol, lerf_order, steps)
+        frac = removed_ml / max(removed_ml[-1], 1e-300)
+    batch = np.concatenate([order_coalitions(morf_order, counts_m, m), order_coalitions(lerf_order, counts_l, m),
+                            order_coalitions(morf_order, counts_m, m, insert=True)])
+    batch[:, kept] = True
+    values = np.asarray(game(batch), dtype=np.float64).reshape(3, len(frac))
     morf, lerf, ins = values
-    frac = counts / m
     out = {
         "fraction_removed": frac.tolist(), "morf": morf.tolist(), "lerf": lerf.tolist(), "insertion": ins.tolist(),
+        "ml_removed": None if removed_ml is None else removed_ml.tolist(),
         "aopc": float(np.mean(morf[0] - morf)), "abpc": float(np.mean(lerf - morf)),
         "deletion_auc": float(np.trapezoid(morf, frac)), "insertion_auc": float(np.trapezoid(ins, frac)),
         "coalitions": int(batch.shape[0]),

@@ -100,3 +100,23 @@ def test_other_baselines_are_exact_across_strategies(setting, baseline):
     const, _ = _run(setting, "memo", coalitions)
     assert torch.equal(plain, memo)
     assert not torch.equal(memo[0], const[0])       # the baseline matters when all players are absent
+
+
+def test_pruning_freezes_low_share_tiles_within_its_reported_bound(setting):
+    """--tolerance: tiles whose Gaussian share stays at or below it are frozen; the fused logits
+    move by at most the reported bound (plus fp16 rounding), for fewer tile forwards; 0 prunes nothing."""
+    m = setting[4]
+    coalitions = random_coalitions(np.random.default_rng(2), 40, m)
+    coalitions[:2] = [np.zeros(m, bool), np.ones(m, bool)]
+    exact, ev0 = _run(setting, "memo", coalitions)
+    assert ev0.pruning == {"tolerance": 0.0, "tiles": ev0.n_tiles, "tiles_kept": ev0.n_tiles}
+    peaks = sorted(float(w.max()) for w in ev0.shares())
+    tol = (peaks[0] + peaks[1]) / 2                               # prunes exactly the tile of smallest share
+    pruned, ev = _run(setting, "memo", coalitions, tolerance=tol)
+    info = ev.pruning
+    assert info["tiles_kept"] == ev.n_tiles - 1 and info["max_share_pruned"] <= tol
+    delta = float((pruned.float() - exact.float()).abs().max())
+    rounding = 2 ** -10 * float(exact.float().abs().max()) * ev.n_tiles
+    assert delta <= info["bound_logit"] + rounding, (delta, info)
+    assert ev.counters.tile_forwards < ev0.counters.tile_forwards
+    assert torch.equal(pruned[1], exact[1])                       # all present: nothing frozen differs

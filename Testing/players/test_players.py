@@ -347,3 +347,44 @@ def test_large_label_values_survive(phantom_case, tmp_path):
     b = build_anatomy(case, plan, support, pc["dir"] / "labels.nii.gz", pc["dir"] / "labels.json")
     assert "kidney_left" in a.names
     np.testing.assert_array_equal(a.codes == a.names.index("kidney_left"), b.codes == b.names.index("kidney_left"))
+
+
+@pytest.mark.parametrize("abstraction", ["hybrid", "fcc"])
+def test_levels_nest_and_every_level_is_a_partition(phantom_case, abstraction):
+    """Coarse to fine: every node's children split it exactly, roots are the organ units
+    (hybrid), each player of any level is one organ's (hybrid), and every frontier is a partition."""
+    from ShapSegExplainLib.players.levels import build_tree
+    case, plan = phantom_case["case"], phantom_case["plan"]
+    settings = PlayerSettings(abstraction=abstraction, spacing_mm=6.0, margin_mm=9.0)
+    support = support_mask(plan, case.spacing, settings.margin_mm)
+    anatomy = build_anatomy(case, plan, support, phantom_case["dir"] / "labels.nii.gz",
+                            phantom_case["dir"] / "labels.json", speck_ml=settings.speck_ml)
+    tree = build_tree(plan, case.spacing, anatomy, support, settings, levels=3)
+    atoms = tree.atoms
+    assert_partition(atoms, plan.image_in_crop)
+    for node in range(tree.n_nodes):
+        kids = tree.children(node)
+        if kids:
+            joined = np.sort(np.concatenate([tree.node_atoms[k] for k in kids]))
+            assert np.array_equal(joined, np.sort(tree.node_atoms[node])) and len(kids) >= 2
+            assert all(tree.level[k] > tree.level[node] and tree.names[k].startswith(tree.names[node] + ".")
+                       for k in kids)
+    roots = tree.roots()
+    assert np.array_equal(np.sort(np.concatenate([tree.node_atoms[r] for r in roots])), np.arange(atoms.n_players))
+    frontier = list(roots)
+    while True:                           # refine the first splittable node until only leaves remain
+        pmap = tree.player_map(frontier)
+        assert_partition(pmap, plan.image_in_crop)
+        if abstraction == "hybrid":
+            assert (purities(pmap) == 1.0).all()
+        split = [i for i, n in enumerate(frontier) if tree.children(frontier[i])]
+        if not split:
+            break
+        i = split[0]
+        frontier[i:i + 1] = tree.children(frontier[i])
+    assert sorted(frontier) == sorted(n for n in range(tree.n_nodes) if not tree.children(n))
+    if abstraction == "hybrid":
+        organs = {anatomy.name(c) for c in np.unique(anatomy.codes[support])}
+        assert {tree.names[r] for r in roots} == organs | {"context (rest of crop)"}
+    fixed = build_tree(plan, case.spacing, anatomy, support, settings, levels=3, context=False)
+    assert "context (rest of crop)" not in fixed.names and (fixed.atoms.ids[~support] == -1).all()

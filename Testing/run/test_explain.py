@@ -161,9 +161,12 @@ def test_table_and_audit_match_the_json(explained):
     assert audit["values"].shape[0] == expl["shapley"]["n_evaluations"]
     m = int(audit["n_players"])
     coalitions = np.unpackbits(audit["coalitions"], axis=1)[:, :m].astype(bool)
-    assert coalitions.shape == (expl["shapley"]["n_evaluations"], len(expl["players"]))
+    # coarse to fine (the default): every game's coalitions as the atoms present
+    assert m == expl["shapley"]["audit_players"] >= len(expl["players"]) and len(expl["levels"]) > 1
+    assert coalitions.shape == (expl["shapley"]["n_evaluations"], m)
     full = coalitions.all(axis=1)
-    assert audit["values"][full][0] == expl["full_value"]
+    assert (audit["values"][full] == expl["full_value"]).all()
+    assert audit["values"][~coalitions.any(axis=1)][0] == expl["base_value"]
 
 
 def test_events_report_phases_players_and_partials(explained):
@@ -172,7 +175,15 @@ def test_events_report_phases_players_and_partials(explained):
     order = [p for i, p in enumerate(phases) if i == 0 or phases[i - 1] != p]
     assert order == ["load", "prepare", "roi", "players", "shapley", "faithfulness", "write"]
     partials = [e for e in events if e["event"] == "partial"]
-    assert partials and all(len(e["phi"]) == len(explained["expl"]["players"]) for e in partials)
+    # coarse to fine: every level sends its players, then their φ (the live overlay sharpens)
+    players = None
+    for e in events:
+        if e["event"] == "players":
+            players = e["players"]
+        elif e["event"] == "partial":
+            assert len(e["phi"]) == len(players)
+    assert sum(e["event"] == "players" for e in events) == len(explained["expl"]["levels"]) > 1
+    assert [p["name"] for p in players] == [p["name"] for p in explained["expl"]["players"]]
     assert partials[-1]["phi"] == [p["phi"] for p in explained["expl"]["players"]]
     assert [e["n_evaluations"] for e in partials] == sorted(e["n_evaluations"] for e in partials)
 
@@ -270,3 +281,21 @@ def test_terminal_progress_shows_phase_coalitions_tiles_and_ratio():
     assert "players: building players" in text and "shapley" in text and "64/100" in text
     assert "tile forwards=192" in text and "ratio=0.250" in text
     assert not isinstance(progress_for(io.StringIO()), TerminalProgress)
+
+
+@pytest.mark.parametrize("levels", [1, 4])
+def test_time_limit_and_forward_budget_stop_sampling_with_a_complete_result(ct_file, model_dirs, tmp_path, levels):
+    """Both rules are checked every 16 coalitions, in the first design too; the result is written."""
+    job = make_job(ct_file, model_dirs["one_fold"], tmp_path / "t", budget=None, levels=levels, time_limit=1e-3,
+                   faithfulness_steps=0)
+    expl = run_explanation(job)
+    assert expl["shapley"]["stop_reason"] == "time_limit"
+    assert expl["shapley"]["n_evaluations"] <= 2 + 16 and (tmp_path / "t" / "players.seg.nrrd").is_file()
+    phi = np.array([p["phi"] for p in expl["players"]])
+    assert abs(phi.sum() - (expl["full_value"] - expl["base_value"])) < 1e-9
+    job = make_job(ct_file, model_dirs["one_fold"], tmp_path / "f", budget=None, levels=levels, budget_forwards=20,
+                   faithfulness_steps=0)
+    expl = run_explanation(job)
+    tiles = len(expl["roi"]["tiles"])
+    assert expl["shapley"]["stop_reason"] == "forward_budget"
+    assert 20 <= expl["stats"]["tile_forwards_sampling"] <= 20 + 16 * tiles

@@ -45,3 +45,17 @@ def test_steps_and_alignment():
     phi = np.array([1.0, -3.0, 2.0, 4.0])
     purity = np.array([1.0, 0.5, 1.0, np.nan])                # last one: the context player
     assert anatomical_alignment(phi, purity) == pytest.approx(3.0 / 6.0)
+
+
+def test_curves_over_removed_volume_keep_the_context_and_compare_partitions():
+    """Points evenly spaced in removed mL; a player enters when it fits; the context stays."""
+    a = np.array([4.0, 1.0, -1.0, 9.0])                       # player 3: the context
+    vol = np.array([2.0, 1.0, 1.0, 50.0])
+    out = faithfulness(additive(a), a, steps=4, volumes=vol, kept=np.array([False, False, False, True]))
+    np.testing.assert_allclose(out["ml_removed"], [0.0, 1.0, 2.0, 3.0, 4.0])
+    # MoRF order 0 (2 mL), 1, 2: removed sets at 0..4 mL: {}, {}, {0}, {0,1}, {0,1,2}
+    np.testing.assert_allclose(out["morf"], [13.0, 13.0, 9.0, 8.0, 9.0])
+    # LeRF order 2, 1, 0: {}, {2}, {2,1}, {2,1}, all
+    np.testing.assert_allclose(out["lerf"], [13.0, 14.0, 13.0, 13.0, 9.0])
+    np.testing.assert_allclose(out["insertion"], [9.0, 9.0, 13.0, 14.0, 13.0])
+    assert out["fraction_removed"] == [0.0, 0.25, 0.5, 0.75, 1.0]

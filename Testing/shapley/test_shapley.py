@@ -167,3 +167,24 @@ def test_enumeration_follows_the_budget():
     assert (res.coalitions.sum(1) == 1).sum() == 32 and (res.coalitions.sum(1) == 31).sum() == 32
     wls = shapley_values(unanimity_game(32, 3, seed=1), 32, budget=128, threshold=0.0, estimator="wls")
     assert (wls.coalitions.sum(1) == 1).sum() < 32
+
+
+@pytest.mark.parametrize("m, budget", [(120, 1200), (8, 256)])
+def test_a_time_limit_interrupts_the_first_design_and_an_enumeration(m, budget):
+    """Checked every few coalitions, also before the first design (sizes 1 and M-1) or the
+    enumeration is complete; what was evaluated is fitted by the GP, efficiency exact."""
+    import time
+    game = unanimity_game(m, max_order=2, seed=2)
+
+    calls = []
+
+    def slow(c):
+        calls.append(time.perf_counter())
+        time.sleep(0.004 * len(c))
+        return game(c)
+    t0 = time.perf_counter()
+    res = shapley_values(slow, m, budget=budget, seed=0, time_limit=0.3)
+    assert res.stop_reason == "time_limit" and calls[-1] - t0 < 0.3      # no evaluation starts after the limit
+    assert 2 < res.n_evaluations < (2 * m + 2 if m > 10 else 2 ** m)
+    assert res.estimator.startswith("gp") and not res.exact
+    assert res.values.sum() == pytest.approx(res.full_value - res.base_value, abs=1e-9)

@@ -170,16 +170,17 @@ def test_a_run_exports_starts_colours_live_and_loads_the_result(logic_and_params
     state = finished["state"]
     assert state.outcome == "result", state.message
     assert finished["node"] == f"result node {logic.run.label}" and not logic.timer.active
-    (path, n, existed), = logic.drawn["preview"]
-    assert existed and path == job["preview"]
+    previews = logic.drawn["preview"]                            # coarse to fine: one per level
+    assert len(previews) == sum(e["event"] == "players" for e in events) >= 2
+    assert all(existed and path == job["preview"] for path, _, existed in previews)
     partials = [e for e in events if e["event"] == "partial"]
-    assert len(logic.drawn["colors"]) == len(partials) >= 1
-    assert all(node == f"preview node for {n} players" and k == n and len(phi) == n
-               for node, k, phi in logic.drawn["colors"])
+    assert len(logic.drawn["colors"]) == len(partials) >= 2
+    assert all(node == f"preview node for {k} players" and len(phi) == k for node, k, phi in logic.drawn["colors"])
     assert logic.drawn["result"] == [(folder / "result", logic.run.label)]
     expl = json.loads((folder / "result" / "explanation.json").read_text())
     assert logic.drawn["colors"][-1][2] == [pl["phi"] for pl in expl["players"]]
-    assert scene.removed == [f"preview node for {n} players"]          # the live overlay gives way to the result
+    # each level's overlay gives way to the next, the last to the result
+    assert scene.removed == [f"preview node for {n} players" for _, n, _ in previews]
     assert not (folder / "inputs").exists()                     # the CT copy is gone, the result stays
 
 

@@ -28,13 +28,13 @@ def test_module_run_path_on_the_self_tests_case(tmp_path):
     folder = new_run_folder(tmp_path / "runs", "demo")
     job_path, job = prepare_run(folder, demo_request(case, folder / "inputs", DEMO_MODEL, budget=SELF_TEST_BUDGET))
     worker = WorkerProcess(worker_command(sys.executable, job_path), cwd=package_root()).start()
-    state, previews = RunState(), {}
+    state, previews = RunState(), []
 
     def watch(seen):
         players = [e for e in seen if e["event"] == "players"]
-        if players and "ids" not in previews:   # read the preview as the module does, while the run goes on
+        if len(players) > len(previews):        # read each level's preview as the module does, while the run goes on
             assert not any(e["event"] == "result" for e in seen)
-            previews["ids"] = sitk.GetArrayFromImage(sitk.ReadImage(players[0]["preview"]))
+            previews.append(sitk.GetArrayFromImage(sitk.ReadImage(players[-1]["preview"])))
         return False
     events = poll_until(worker, state, watch, timeout=900)
     assert state.outcome == "result", state.message + "\n" + "\n".join(state.log[-20:])
@@ -44,10 +44,11 @@ def test_module_run_path_on_the_self_tests_case(tmp_path):
     assert kinds.index("players") < kinds.index("partial") < kinds.index("result") and len(partials) >= 2
     expl = read_explanation(job.out)
     n = len(expl["players"])
-    assert all(len(p["phi"]) == n for p in partials) and partials[-1]["phi"] == [p["phi"] for p in expl["players"]]
+    assert partials[-1]["phi"] == [p["phi"] for p in expl["players"]] and len(partials[-1]["phi"]) == n
+    assert 2 <= len(previews) <= len(expl["levels"])               # coarse first, then sharpened
 
     players_ct = slicerio.read_segmentation(str(Path(job.out) / "players.seg.nrrd"))["voxels"].transpose(2, 1, 0)
-    assert np.array_equal(previews["ids"], players_ct)            # the live overlay is the final map
+    assert np.array_equal(previews[-1], players_ct)               # the live overlay ends as the final map
     phi = np.array([p["phi"] for p in expl["players"]])
     assert abs(phi.sum() - (expl["full_value"] - expl["base_value"])) < 1e-9
     shares = mimic_player_shares(players_ct, case.phantom.mimic, n)

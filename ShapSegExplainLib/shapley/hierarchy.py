@@ -1,0 +1,135 @@
+"""Coarse-to-fine Shapley values over a tree of nested players.
+
+The coarse game is played by the tree's roots. Then, one at a time, the player with the
+largest |φ| that has children is *refined*: its children play the game in which every
+other player is present (the image as it is), and they share the parent's value by the
+**two-step Shapley value** (Kamijo 2009, with the other players present rather than
+absent):
+
+    φ_c = Sh_c(w_p) + (φ_p − [v(N) − v(N ∖ p)]) / n,     w_p(T) = v(T ∪ (N ∖ p)), T ⊆ children(p),
+
+so the children of a refined player sum to its value exactly at every level (the equal
+split hands out the part of φ_p that comes from p's interactions with other players), a
+player left whole keeps its value, and on an additive game every level gives the flat
+game's Shapley values. Only the tiles that p touches change in w_p, so the tile memo
+answers the rest; that is what makes a refinement cheap.
+
+Refinement stops when no refinable player carries ``min_share`` of Σ|φ| of the current
+players, after ``max_refinements``, or when ``stop`` (time limit, forward budget) says so;
+the result is complete at every point: the current players partition the support and
+their values sum to v(N) − v(∅).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .estimator import Game, ShapleyResult, shapley_values
+
+EXACT_CHILDREN = 5          # a refinement enumerates every coalition of up to this many children
+BUDGET_PER_CHILD = 4        # ... and samples this many coalitions per child beyond it (GP estimator)
+
+
+def level_budget(n: int, per_player: int = BUDGET_PER_CHILD) -> int:
+    """Coalitions for a game of ``n`` players in the tree: all 2^n up to ``EXACT_CHILDREN``,
+    else ``per_player``·n (at least KernelSHAP's 2n + 2)."""
+    return 2 ** n if n <= EXACT_CHILDREN else max(per_player * n, 2 * n + 2)
+
+
+@dataclass
+class TreeResult:
+    """The current players (tree nodes) with their values, and how they were reached."""
+    nodes: list[int]
+    values: np.ndarray
+    se: np.ndarray
+    base_value: float
+    full_value: float
+    refined: list[int] = field(default_factory=list)
+    games: list[ShapleyResult] = field(default_factory=list)
+    game_nodes: list[list[int]] = field(default_factory=list)     # the players of each game
+    stop_reason: str = "refined"
+
+    @property
+    def n_evaluations(self) -> int:
+        return sum(g.n_evaluations for g in self.games)
+
+    def atom_coalitions(self, tree) -> np.ndarray:
+        """Every evaluated coalition of every game as the atoms present (the audit's rows)."""
+        rows = [~((~g.coalitions).astype(np.int32) @ tree.membership(nodes).astype(np.int32) > 0)
+                for g, nodes in zip(self.games, self.game_nodes)]
+        return np.concatenate(rows) if rows else np.zeros((0, tree.n_atoms), bool)
+
+
+def node_game(atom_game: Game, membership: np.ndarray) -> Game:
+    """A game over some nodes: an absent node's atoms are absent, every other atom present."""
+    def game(coalitions: np.ndarray) -> np.ndarray:
+        absent = (~np.asarray(coalitions, bool)).astype(np.int32) @ membership.astype(np.int32) > 0
+        return atom_game(~absent)
+    return game
+
+
+def tree_shapley(atom_game: Game, tree, *, seed: int = 0, max_refinements: int = 6, min_share: float = 0.03,
+                 stop: Callable[[], str | None] | None = None, on_level: Callable[[TreeResult], None] | None = None,
+                 root_budget: int | None = None, per_child: int = BUDGET_PER_CHILD, **kwargs) -> TreeResult:
+    """Coarse game over ``tree.roots()``, then refinements (see the module docstring).
+    ``tree``: a ``players.levels.Tree``. ``kwargs`` go to ``shapley_values`` (estimator,
+    threshold, batch_size, on_batch, ...); ``on_level`` gets the result after every level."""
+    stop = stop or (lambda: None)
+    roots = tree.roots()
+    first = shapley_values(node_game(atom_game, tree.membership(roots)), len(roots),
+                           root_budget or level_budget(len(roots), per_child), seed=seed, stop=stop, **kwargs)
+    res = TreeResult(nodes=list(roots), values=first.values.copy(), se=first.se.copy(), base_value=first.base_value,
+                     full_value=first.full_value, games=[first], game_nodes=[list(roots)])
+    if on_level:
+        on_level(res)
+    while True:
+        reason = stop() or _next_reason(res, tree, max_refinements, min_share)
+        if reason:
+            res.stop_reason = reason
+            return res
+        refine(res, tree, _pick(res, tree), atom_game, seed, stop, per_child, kwargs)
+        if on_level:
+            on_level(res)
+
+
+def _refinable(res: TreeResult, tree) -> list[int]:
+    """Positions in ``res.nodes`` of players that have children."""
+    return [i for i, n in enumerate(res.nodes) if tree.children(n)]
+
+
+def _pick(res: TreeResult, tree) -> int:
+    cand = _refinable(res, tree)
+    return max(cand, key=lambda i: (abs(res.values[i]), -i))
+
+
+def _next_reason(res: TreeResult, tree, max_refinements: int, min_share: float) -> str | None:
+    """Why refinement ends here, or None to go on."""
+    if len(res.refined) >= max_refinements:
+        return "max_refinements"
+    cand = _refinable(res, tree)
+    if not cand:
+        return "finest"
+    total = float(np.abs(res.values).sum())
+    if total <= 0 or max(abs(res.values[i]) for i in cand) < min_share * total:
+        return "small"
+    return None
+
+
+def refine(res: TreeResult, tree, pos: int, atom_game: Game, seed: int, stop, per_child: int, kwargs: dict) -> None:
+    """Replace the player at ``pos`` by its children, valued by the two-step rule."""
+    node = res.nodes[pos]
+    kids = tree.children(node)
+    n = len(kids)
+    inner = shapley_values(node_game(atom_game, tree.membership(kids)), n, level_budget(n, per_child),
+                           seed=seed + len(res.games), stop=stop, **kwargs)
+    surplus = res.values[pos] - (inner.full_value - inner.base_value)
+    values = inner.values + surplus / n
+    se = np.sqrt(inner.se ** 2 + (res.se[pos] / n) ** 2)      # the parent's error shared equally (independent)
+    res.nodes[pos:pos + 1] = kids
+    res.values = np.concatenate([res.values[:pos], values, res.values[pos + 1:]])
+    res.se = np.concatenate([res.se[:pos], se, res.se[pos + 1:]])
+    res.refined.append(node)
+    res.games.append(inner)
+    res.game_nodes.append(kids)

@@ -1,0 +1,157 @@
+"""Benchmark: what a real explanation costs, the paper's setup against today's defaults.
+
+Three real cases, each explained twice in this run (or read back from ``--reuse``):
+
+* ``spleen_dice``   the shared CT with ``abdo7-small``: Dice of the spleen against the
+  TotalSegmentator reference in a box on the spleen's boundary (a true positive);
+* ``kidney_edge``   the same model: soft Dice of the left kidney in a box on its upper edge;
+* ``demo_fp``       the demo's false positive (phantom, demo model, soft FP volume);
+* ``kidney_box``    a box around the whole left kidney (494 flat hybrid players; only the
+  defaults are run: the paper setup would be about 4 940 coalitions × 6 tiles, hours).
+
+Setups: ``paper`` = flat hybrid players at the case's settings, ``--strategy paper``
+(only tiles with an absent player are re-run), KernelSHAP (``wls``) with paired sampling
+and a budget of 10·M, run to the budget; ``default`` = the engine's defaults; ``pruned`` =
+the defaults with ``--tolerance 0.01`` (its bound, and the error measured on re-run
+coalitions). All without test-time mirroring (the engine's default; it multiplies every
+setup's cost by 8). Reported per case and setup: players, coalitions, tile forwards
+(sampling and faithfulness; setup forwards apart), wall seconds, AOPC, ABPC,
+deletion/insertion AUC, anatomical alignment, all from curves over the *removed volume* of
+the support (mL), so different partitions compare; the ratio of tile forwards.
+
+    python benchmarks/bench_cost.py [--cases ...] [--setups paper default pruned] [--out DIR] [--reuse]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from ShapSegExplainLib.run.explain import run_explanation
+from ShapSegExplainLib.run.job import ExplainJob
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CT = SHARED / "data" / "totalseg-example" / "ct.nii.gz"
+SEG = SHARED / "data" / "totalseg-example" / "seg_total.nii.gz"
+MODEL = SHARED / "models" / "abdo7-small"
+SPLEEN_TOTALSEG = 1
+
+PAPER_NOT_RUN = {"kidney_box"}
+SETUPS = {"paper": dict(strategy="paper", estimator="wls", budget=None, threshold=0.0, levels=1),
+          "default": {},
+          "pruned": dict(tolerance=0.01)}
+
+
+def reference_mask(folder: Path, label: int) -> str:
+    """A TotalSegmentator label as a mask file in the CT's geometry."""
+    seg = sitk.ReadImage(str(SEG))
+    mask = sitk.Cast(seg == label, sitk.sitkUInt8)
+    path = folder / f"reference_{label}.nii.gz"
+    sitk.WriteImage(mask, str(path), True)
+    return str(path)
+
+
+def case_jobs(name: str, work: Path, out: Path, **setup) -> ExplainJob:
+    """The job of one case under one setup (keyword overrides)."""
+    common = dict(mirroring=False, device="cpu", **setup)
+    if name == "spleen_dice":
+        return ExplainJob(ct=str(CT), model=str(MODEL), target="spleen", out=str(out), roi_box=[13, 27, 14, 18, 32, 19],
+                          value="dice", reference=reference_mask(work, SPLEEN_TOTALSEG), **common).check()
+    if name == "kidney_edge":
+        return ExplainJob(ct=str(CT), model=str(MODEL), target="kidney_left", out=str(out),
+                          roi_box=[30, 27, 8, 35, 32, 13], **common).check()
+    if name == "kidney_box":
+        return ExplainJob(ct=str(CT), model=str(MODEL), target="kidney_left", out=str(out),
+                          roi_box=[23, 27, 0, 44, 49, 22], **common).check()
+    if name == "demo_fp":
+        from ShapSegExplainLib.demo.demo_case import demo_job, write_demo_case
+        return demo_job(write_demo_case(work / "demo_inputs"), out, **common)
+    raise SystemExit(f"unknown case {name}")
+
+
+def run_setup(case: str, setup: str, work: Path, folder: Path, reuse: bool) -> dict:
+    """explanation.json of one case under one setup (read back if ``reuse`` and present)."""
+    out = folder / case / setup
+    done = out / "explanation.json"
+    if reuse and done.is_file():
+        content = json.loads(done.read_text())
+        content["reused"] = True
+        return content
+    job = case_jobs(case, work, out, **SETUPS[setup])
+    t0 = time.perf_counter()
+    content = run_explanation(job)
+    content["wall_seconds"] = round(time.perf_counter() - t0, 2)
+    done.write_text(json.dumps({k: v for k, v in content.items() if k not in ("out", "files")}, indent=1))
+    return content
+
+
+def row(content: dict) -> dict:
+    f, s = content["faithfulness"], content["stats"]
+    return {"players": len(content["players"]), "coalitions": s["coalitions"],
+            "tile_forwards": s["tile_forwards"], "setup_forwards": s["tile_forwards_setup"],
+            "seconds": content.get("wall_seconds", s["seconds"]),
+            "aopc": f["aopc"], "abpc": f["abpc"], "deletion_auc": f["deletion_auc"],
+            "insertion_auc": f["insertion_auc"], "alignment": f.get("anatomical_alignment"),
+            "levels": len(content.get("levels") or []) or 1, "reused": content.get("reused", False),
+            "pruning": content.get("pruning") or None, "phi": {r["name"]: r["phi"] for r in content["players"]},
+            "ml_removed": f["ml_removed"], "morf": f["morf"], "lerf": f["lerf"]}
+
+
+def table(results: dict) -> str:
+    lines = ["| case | setup | players | coalitions | tile forwards | seconds | AOPC | ABPC | del AUC | ins AUC "
+             "| alignment |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for case, by_setup in results.items():
+        for setup, r in by_setup.items():
+            lines.append(f"| {case} | {setup} | {r['players']} | {r['coalitions']} | {r['tile_forwards']} | "
+                         f"{r['seconds']:.0f} | {r['aopc']:.4g} | {r['abpc']:.4g} | {r['deletion_auc']:.4g} | "
+                         f"{r['insertion_auc']:.4g} | {r['alignment'] if r['alignment'] is None else round(r['alignment'], 3)} |")
+        for setup in ("default", "pruned"):
+            if {"paper", setup} <= set(by_setup):
+                p, d = by_setup["paper"], by_setup[setup]
+                lines.append(f"| {case} | paper ÷ {setup} | | | **{p['tile_forwards'] / max(d['tile_forwards'], 1):.1f}×** | "
+                             f"{p['seconds'] / max(d['seconds'], 1e-9):.1f}× | "
+                             f"{'≥' if d['aopc'] >= p['aopc'] else '<'} | {'≥' if d['abpc'] >= p['abpc'] else '<'} | | | |")
+    lines += ["", "| case | tiles kept | bound on \\|Δ logit\\| | measured max \\|Δ logit\\| | measured max \\|Δ value\\| "
+              "| max \\|Δφ\\| vs default (same players) |", "|---|---|---|---|---|---|"]
+    for case, by_setup in results.items():
+        r = by_setup.get("pruned")
+        if r and r["pruning"] and "bound_logit" in r["pruning"]:
+            pr, d = r["pruning"], by_setup.get("default")
+            same = d is not None and set(d["phi"]) == set(r["phi"])
+            dphi = max(abs(r["phi"][k] - d["phi"][k]) for k in r["phi"]) if same else None
+            lines.append(f"| {case} | {pr['tiles_kept']} of {pr['tiles']} | {pr['bound_logit']:.3g} | "
+                         f"{pr['measured_max_logit']:.3g} | {pr['measured_max_value']:.3g} | "
+                         f"{'n/a (players differ)' if dphi is None else f'{dphi:.3g}'} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", nargs="+", default=["spleen_dice", "kidney_edge", "demo_fp", "kidney_box"])
+    ap.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    ap.add_argument("--out", default=None, help="keep the results here (default: a temporary folder)")
+    ap.add_argument("--reuse", action="store_true", help="read back results already in --out")
+    args = ap.parse_args()
+    folder = Path(args.out or tempfile.mkdtemp(prefix="bench_cost_"))
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in args.cases:
+            for setup in args.setups:
+                if case in PAPER_NOT_RUN and setup == "paper":
+                    continue
+                results.setdefault(case, {})[setup] = row(run_setup(case, setup, Path(tmp), folder, args.reuse))
+                print(json.dumps({"case": case, "setup": setup,
+                                  **{k: v for k, v in results[case][setup].items()
+                                     if k not in ("ml_removed", "morf", "lerf", "phi")}}), flush=True)
+    (folder / "bench_cost.json").write_text(json.dumps(results, indent=1))
+    print(table(results))
+    print(f"results: {folder}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
