@@ -96,8 +96,8 @@ def run_explanation(job: ExplainJob, emit: Emit | None = None, cancel: Callable[
 @dataclass
 class PlayerSet:
     """The players of a run: the ROI plan they live in, the map, a row per player, the map's
-    summary; for a coarse-to-fine run also the tree (``pmap`` is then its atoms until the
-    values are known, the final players after)."""
+    summary; for a coarse-to-fine run also the tree and the nodes that are the players (the
+    roots until the values are known, the final players after; the evaluator plays the atoms)."""
     plan: RoiPlan
     pmap: PlayerMap
     rows: list[dict]
@@ -164,7 +164,9 @@ def build_players_for(run: Run, case, roi: np.ndarray, predictor) -> PlayerSet:
         anatomy = anatomy_for_case(case, plan, settings, job.anatomy, job.anatomy_labels, predictor)
         tree = build_tree(plan, case.spacing, anatomy, support_mask(plan, case.spacing, settings.margin_mm),
                           settings, job.levels, context=job.context_player)
-        return players_of(case, plan, tree.player_map(tree.roots()), tree)
+        roots = players_of(case, plan, tree.player_map(tree.roots()), tree)
+        roots.nodes = tree.roots()
+        return roots
     pmap = players_for_case(case, plan, settings, job.anatomy, job.anatomy_labels, predictor)
     if not job.context_player:
         pmap = without_context(pmap)
@@ -387,7 +389,7 @@ class Sampler:
         def on_level(res) -> None:
             pmap = tree.player_map(res.nodes)
             ps = players_of(case, players.plan, pmap, tree)
-            ps.nodes = list(res.nodes)
+            ps.nodes = list(res.nodes)              # the level's players are these tree nodes
             state["players"] = ps
             refined = res.refined[-1] if res.refined else None
             levels.append({"refined": None if refined is None else tree.names[refined], "players": len(res.nodes),
