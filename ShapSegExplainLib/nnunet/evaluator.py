@@ -17,7 +17,8 @@ w_t(x) = g_t(x) / Σ_s g_s(x), stays at or below the tolerance on every ROI voxe
 at its unperturbed output. The fused logit at x then moves by
 |Δ(x)| = |Σ_{t pruned} w_t(x) (y_t^S(x) − y_t^N(x))| ≤ Σ_{t pruned} w_t(x) · D_t, with D_t the
 largest change of tile t's ROI logits; ``pruning`` reports that bound with D_t measured
-between every player present and every player absent (one extra forward per pruned tile).
+between every player present and every player absent (two setup forwards per pruned tile;
+the first is its frozen output).
 """
 from __future__ import annotations
 

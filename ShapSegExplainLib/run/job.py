@@ -100,14 +100,15 @@ class ExplainJob:
                                "bad_budget")
         if self.time_limit is not None and not self.time_limit > 0:
             raise ShapSegError("time-limit must be positive (seconds)", "bad_option")
-        for name in ("levels", "budget_forwards", "refinements"):
+        for name, least in (("levels", 1), ("budget_forwards", 1), ("refinements", 0)):
             v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < (0 if name == "refinements" else 1)):
-                raise ShapSegError(f"{name.replace('_', '-')} must be a positive whole number, got {v!r}", "bad_option")
-        if not 0 <= float(self.tolerance) < 1:
-            raise ShapSegError("tolerance must be at least 0 and below 1 (a share of the fused logits)", "bad_option")
-        if not 0 <= float(self.refine_share) <= 1:
-            raise ShapSegError("refine-share must be between 0 and 1", "bad_option")
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < least):
+                raise ShapSegError(f"{name.replace('_', '-')} must be a whole number ≥ {least}, got {v!r}", "bad_option")
+        for name, ok, what in (("tolerance", lambda x: 0 <= x < 1, "at least 0 and below 1 (a share of the fused "
+                                "logits)"), ("refine_share", lambda x: 0 <= x <= 1, "between 0 and 1")):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not ok(v):
+                raise ShapSegError(f"{name.replace('_', '-')} must be {what}, got {v!r}", "bad_option")
         for name, allowed in (("players", PLAYERS), ("value", VALUES), ("strategy", STRATEGIES),
                               ("estimator", ESTIMATORS)):
             check_choice(name, getattr(self, name), allowed)

@@ -299,3 +299,14 @@ def test_time_limit_and_forward_budget_stop_sampling_with_a_complete_result(ct_f
     tiles = len(expl["roi"]["tiles"])
     assert expl["shapley"]["stop_reason"] == "forward_budget"
     assert 20 <= expl["stats"]["tile_forwards_sampling"] <= 20 + 16 * tiles
+
+
+@pytest.mark.parametrize("field, value", [("tolerance", "x"), ("tolerance", 1.0), ("refine_share", 2),
+                                          ("levels", 0), ("refinements", -1), ("budget_forwards", True)])
+def test_cost_settings_are_checked_before_any_work(tmp_path, field, value):
+    """The coarse-to-fine, pruning and budget settings of a job file fail in ``check()`` with one line."""
+    job = ExplainJob(ct="a.nii.gz", model=str(tmp_path / "no-model"), target="liver", out=str(tmp_path / "o"),
+                     roi_point_ras=[1, 2, 3], **{field: value})
+    with pytest.raises(ShapSegError) as e:
+        run_explanation(job)
+    assert e.value.code == "bad_option" and field.replace("_", "-") in e.value.message and repr(value) in e.value.message
