@@ -19,7 +19,7 @@ from ..nnunet.grid import RoiPlan
 from .anatomy import Anatomy
 from .fragments import connected_pieces, merge_small, piece_stats
 from .lattice import encode_cells, fcc_cell_volume_mm3, fcc_cells
-from .maps import CONTEXT_NAME, Player, PlayerMap, PlayerSettings, roi_centre
+from .maps import CONTEXT_NAME, Player, PlayerMap, PlayerSettings, piece_values, roi_centre
 
 LEVEL_KINDS = ("hybrid", "fcc")
 
@@ -108,20 +108,13 @@ def build_tree(plan: RoiPlan, spacing, anatomy: Anatomy, support: np.ndarray, se
             cells = encode_cells(fcc_cells(plan.crop_shape, spacing, centre, d))
             keys = cells if prev is None else cells * (int(prev.max()) + 1) + prev
             pieces = connected_pieces(keys, support)
-            group = None if prev is None else _piece_values(pieces, prev)
+            group = None if prev is None else piece_values(pieces, prev)
             min_vox = int(np.ceil(0.25 * fcc_cell_volume_mm3(d) / 1000.0 / voxel_ml))
             pieces = merge_small(pieces, min_vox, group)
         maps.append(pieces)
         prev = pieces
     return _tree_from_levels(plan, maps, anatomy, settings, centre, spacing, level_spacings(settings, levels),
                              context)
-
-
-def _piece_values(pieces: np.ndarray, values: np.ndarray) -> np.ndarray:
-    out = np.full(int(pieces.max()) + 1, -1, np.int64)
-    inside = pieces > 0
-    out[pieces[inside]] = values[inside]
-    return out
 
 
 def _tree_from_levels(plan, maps, anatomy, settings, centre, spacing, spacings, with_context) -> PlayerTree:
@@ -137,7 +130,7 @@ def _tree_from_levels(plan, maps, anatomy, settings, centre, spacing, spacings, 
         n = int(pieces.max()) + 1
         count, centroid, joint = piece_stats(np.where(support, pieces, -1), codes, n)
         dist = np.linalg.norm((centroid - np.asarray(centre)) * spacing, axis=1)
-        up = None if k == 0 else _piece_values(pieces, maps[k - 1])
+        up = None if k == 0 else piece_values(pieces, maps[k - 1])
         by_parent: dict[int, list[int]] = {}
         for lab in labels:
             by_parent.setdefault(-1 if up is None else int(node_of[k - 1][int(up[lab])]), []).append(int(lab))

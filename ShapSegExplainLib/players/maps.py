@@ -144,7 +144,7 @@ def build_players(plan: RoiPlan, spacing, anatomy: Anatomy, support: np.ndarray,
         by_organ = kind == "hybrid" or settings.slic_anatomy
         keys = base * (len(anatomy.names) + 1) + codes if by_organ else base
         pieces = connected_pieces(keys, support)
-        group = _piece_values(pieces, codes) if by_organ else None
+        group = piece_values(pieces, codes) if by_organ else None
         pieces = merge_small(pieces, min_vox, group)
     ids, players = _order_and_name(pieces, codes, anatomy, plan, spacing, centre, kind, by_organ)
     info = {"min_piece_voxels": min_vox, "support_voxels": int(support.sum()),
@@ -164,7 +164,7 @@ def slic_regions(intensities: np.ndarray, support: np.ndarray, spacing, settings
                 mask=support, channel_axis=None, start_label=1, enforce_connectivity=True).astype(np.int64)
 
 
-def _piece_values(pieces: np.ndarray, values: np.ndarray) -> np.ndarray:
+def piece_values(pieces: np.ndarray, values: np.ndarray) -> np.ndarray:
     """The value of ``values`` on each piece (pieces are constant in it), indexed by piece id."""
     out = np.full(int(pieces.max()) + 1, -1, np.int64)
     inside = pieces > 0
