@@ -18,7 +18,8 @@ at its unperturbed output. The fused logit at x then moves by
 |Δ(x)| = |Σ_{t pruned} w_t(x) (y_t^S(x) − y_t^N(x))| ≤ Σ_{t pruned} w_t(x) · D_t, with D_t the
 largest change of tile t's ROI logits; ``pruning`` reports that bound with D_t measured
 between every player present and every player absent (two setup forwards per pruned tile;
-the first is its frozen output).
+the first is its frozen output). That D_t assumes no coalition moves a frozen tile more than
+blanking every player does; the run also measures the real error on re-run coalitions.
 """
 from __future__ import annotations
 
