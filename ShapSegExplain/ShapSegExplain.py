@@ -154,6 +154,7 @@ class ShapSegExplainParameterNode:
     topK: Annotated[int, WithinRange(0, 10000)] = 0
     minAbsPhi: Annotated[float, WithinRange(0, 1000000)] = 0.0
     showAllResults: bool = False
+    showUncertain: bool = False
     resultSegmentation: vtkMRMLSegmentationNode
 
 
@@ -410,7 +411,7 @@ class ShapSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.legendBar.styleSheet = result_view.legend_stylesheet(vmax)
             low, mid, high = result_view.legend_labels(vmax, expl["value"].get("unit", ""))
             self.ui.legendMinLabel.text, self.ui.legendMidLabel.text, self.ui.legendMaxLabel.text = low, mid, high
-            self.logic.applyDisplay(segNode, p.topK, p.minAbsPhi)
+            self.logic.applyDisplay(segNode, p.topK, p.minAbsPhi, p.showUncertain)
         self.logic.showOnly(segNode, showAll=p.showAllResults)
 
     def onTableSelection(self) -> None:
@@ -649,7 +650,7 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
             self.run.players = event["players"]
             self.run.preview = self.loadPreview(event["preview"], event["players"])
         elif kind == "partial" and self.run.preview is not None:
-            self.colorSegments(self.run.preview, self.run.players, event["phi"])
+            self.colorSegments(self.run.preview, self.run.players, event["phi"], event.get("se"))
 
     def loadPreview(self, path: str, players: list[dict]):
         """The player map as a segmentation, one segment per player, grey until the first φ."""
@@ -671,11 +672,11 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
                 segment.SetColor(0.6, 0.6, 0.6)
         return segNode
 
-    def colorSegments(self, segNode, players: list[dict], phi: list[float]) -> None:
-        """Colour and 2D fill opacity of each player from the current φ (live or final)."""
+    def colorSegments(self, segNode, players: list[dict], phi: list[float], se: list[float] | None = None) -> None:
+        """Colour and 2D fill opacity of each player from the current φ and SE (live or final)."""
         display = segNode.GetDisplayNode()
         segmentation = segNode.GetSegmentation()
-        styles = result_view.styles_by_label(players, phi)
+        styles = result_view.styles_by_label(players, phi, se)
         with slicer.util.NodeModify(segNode):
             for i in range(segmentation.GetNumberOfSegments()):
                 segment = segmentation.GetNthSegment(i)
@@ -774,21 +775,23 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def colorScale(expl: dict) -> float:
-        return result_view.phi_scale([p["phi"] for p in expl["players"]])
+        return result_view.legend_scale(expl["players"])
 
-    def applyDisplay(self, segNode, topK: int, minAbsPhi: float) -> None:
-        """2D fill opacity by |φ| and the "top k / hide |φ| below t" filter."""
+    def applyDisplay(self, segNode, topK: int, minAbsPhi: float, showUncertain: bool = False) -> None:
+        """The report's display rules (fill by |φ|, outlines on the top players, uncertain
+        players hidden unless asked for) and the "top k / hide |φ| below t" filter."""
         expl = self.explanationOf(segNode)
         if expl is None:
             return
+        styles = result_view.player_display(expl["players"], show_uncertain=showUncertain)
         phi = [p["phi"] for p in expl["players"]]
-        visible = result_view.visible_players(phi, topK, minAbsPhi)
+        visible = result_view.visible_players(phi, topK, minAbsPhi, styles)
         display = segNode.GetDisplayNode()
         with slicer.util.NodeModify(display):
-            for player, (_rgb, opacity), shown in zip(expl["players"], result_view.segment_styles(phi), visible):
+            for player, style, shown in zip(expl["players"], styles, visible):
                 segmentId = result_view.segment_id(player["id"])
-                display.SetSegmentOpacity2DFill(segmentId, opacity)
-                display.SetSegmentOpacity2DOutline(segmentId, 1.0)
+                display.SetSegmentOpacity2DFill(segmentId, style.fill)
+                display.SetSegmentOpacity2DOutline(segmentId, result_view.OUTLINE_OPACITY if style.outlined else 0.0)
                 display.SetSegmentVisibility(segmentId, bool(shown))
 
     def showOnly(self, segNode, showAll: bool = False) -> None:
@@ -904,14 +907,17 @@ class ShapSegExplainTest(ScriptedLoadableModuleTest):
         self.assertEqual(segmentation.GetNumberOfSegments(), len(expl["players"]))
         phi = [pl["phi"] for pl in expl["players"]]
         self.assertAlmostEqual(sum(phi), expl["full_value"] - expl["base_value"], places=6)
-        styles = result_view.segment_styles(phi)
-        for player, (rgb, opacity) in zip(expl["players"], styles):
+        styles = result_view.player_display(expl["players"])
+        for player, style in zip(expl["players"], styles):
             segment = segmentation.GetSegment(result_view.segment_id(player["id"]))
             self.assertIsNotNone(segment)
-            for a, b in zip(segment.GetColor(), rgb):
+            for a, b in zip(segment.GetColor(), style.rgb):
                 self.assertAlmostEqual(a, b, places=4)
-            self.assertAlmostEqual(
-                segNode.GetDisplayNode().GetSegmentOpacity2DFill(result_view.segment_id(player["id"])), opacity, places=4)
+            display = segNode.GetDisplayNode()
+            self.assertAlmostEqual(display.GetSegmentOpacity2DFill(result_view.segment_id(player["id"])), style.fill,
+                                   places=4)
+            self.assertEqual(display.GetSegmentOpacity2DOutline(result_view.segment_id(player["id"])) > 0,
+                             style.outlined)
         table = logic.tableOf(segNode)
         self.assertEqual(table.GetNumberOfRows(), len(expl["players"]))
         import numpy as np

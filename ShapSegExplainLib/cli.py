@@ -301,6 +301,14 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    """Re-draw report.png of a finished result from its files (other options, or identically)."""
+    from .report.figure import write_report
+    window = args.window.replace("_", " ") if args.window else None
+    print(write_report(args.out, args.to, args.ct, window, args.show_uncertain))
+    return 0
+
+
 def cmd_worker(args) -> int:
     from .run.worker import run_worker
     return run_worker(args.job)
@@ -343,6 +351,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, default=None, help="coalitions (default as for explain)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("report", help="re-draw report.png of a finished result from its output files")
+    p.add_argument("out", help="the result folder (what --out of explain or demo wrote)")
+    p.add_argument("--to", default=None, help="write the PNG here (default: OUT/report.png, replaced)")
+    p.add_argument("--window", default=None, choices=("soft_tissue", "bone", "lung"),
+                   help="CT window (default: from the target: bone for bones, lung for lungs and airways, "
+                        "else soft tissue)")
+    p.add_argument("--show-uncertain", action="store_true",
+                   help="draw faintly the players whose 95%% interval contains 0 (default: not drawn)")
+    p.add_argument("--ct", default=None, help="the CT, for a result without ct_view.nrrd (older versions)")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("worker", help="run a job file; JSON lines on stdout (what the Slicer module starts)")
     p.add_argument("job", help="job file (JSON; the fields of ShapSegExplainLib.job.ExplainJob)")
     p.set_defaults(func=cmd_worker)

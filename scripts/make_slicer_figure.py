@@ -19,10 +19,11 @@ import numpy as np
 import SimpleITK as sitk
 from matplotlib.patches import Rectangle
 
-from ShapSegExplainLib.run.report import WINDOW, _lps, _view_box
-from ShapSegExplainLib.panel.result_view import (faithfulness_text, legend_labels, legend_stops, read_explanation,
-                                           segment_styles, summary_text, table_rows)
-from ShapSegExplainLib.colors import phi_scale
+from ShapSegExplainLib.report.inputs import to_lps
+from ShapSegExplainLib.report.slices import WINDOWS, view_box
+from ShapSegExplainLib.panel.result_view import (faithfulness_text, legend_labels, legend_scale, legend_stops,
+                                                 player_display, read_explanation, segment_styles, summary_text,
+                                                 table_rows)
 
 BG, PANEL, TEXT = "#1e1e1e", "#323232", "#e6e6e6"
 VIEW_COLORS = {"red": "#f34a33", "yellow": "#edd54c", "green": "#6eb04b"}
@@ -40,17 +41,17 @@ def load(out: Path, ct_path: Path):
     return ct, ids, roi_arr, read_explanation(out)
 
 
-def slice_view(ax, name, hu, ids, roi, rgba_lut, sl, extent, origin, offset):
+def slice_view(ax, name, hu, ids, roi, rgba_lut, outlined, sl, extent, origin, offset):
     from skimage.segmentation import find_boundaries
     axis = {"red": 0, "green": 1, "yellow": 2}[name]
     ct2d, ids2d, roi2d = (np.squeeze(a[sl], axis=axis) for a in (hu, ids, roi))
-    lvl, width = WINDOW
+    lvl, width = WINDOWS["soft tissue"]
     ax.imshow(ct2d, cmap="gray", vmin=lvl - width / 2, vmax=lvl + width / 2, extent=extent, origin=origin,
               interpolation="nearest")
     ax.imshow(rgba_lut[ids2d], extent=extent, origin=origin, interpolation="nearest")
     lines = find_boundaries(ids2d, mode="inner") & (ids2d > 0)
     outline = rgba_lut[ids2d].copy()
-    outline[..., 3] = np.where(lines & (rgba_lut[ids2d][..., 3] > 0), 1.0, 0.0)
+    outline[..., 3] = np.where(lines & outlined[ids2d], 1.0, 0.0)       # Slicer: outline opacity 1 or 0
     ax.imshow(outline, extent=extent, origin=origin, interpolation="nearest")
     if roi2d.any():
         ax.contour(roi2d.astype(float), levels=[0.5], colors=["#ffd400"], linewidths=1.2, extent=extent, origin=origin)
@@ -131,19 +132,21 @@ def main(argv=None) -> int:
 
     ct, ids_ct, roi_ct, expl = load(a.out_dir, a.ct)
     phi = np.array([p["phi"] for p in expl["players"]])
-    vmax = phi_scale(phi)
-    styles = segment_styles(phi, vmax)
+    vmax = legend_scale(expl["players"])
+    styles = segment_styles(phi, [p["se"] for p in expl["players"]], [p["kind"] for p in expl["players"]])
     lut = np.zeros((len(phi) + 1, 4))
     for p, (rgb, op) in zip(expl["players"], styles):
-        lut[p["id"] + 1] = (*rgb, op if p["kind"] != "context" else 0.0)
+        lut[p["id"] + 1] = (*rgb, op)
+    outlined = np.zeros(len(phi) + 1, bool)
+    outlined[1:] = [s.outlined for s in player_display(expl["players"])]
     rows = table_rows(expl["players"])
     styles_by_id = {f"player_{p['id']}": s for p, s in zip(expl["players"], styles)}
 
-    hu = _lps(sitk.GetArrayFromImage(ct).astype(np.float32), ct)
-    ids = _lps(ids_ct, ct)
-    roi = _lps(roi_ct.astype(np.uint8), ct) > 0
+    hu = to_lps(sitk.GetArrayFromImage(ct).astype(np.float32), ct)
+    ids = to_lps(ids_ct, ct)
+    roi = to_lps(roi_ct.astype(np.uint8), ct) > 0
     sp = np.asarray(sitk.DICOMOrient(ct, "LPS").GetSpacing(), float)[::-1]
-    bz, by, bx = _view_box(ids, roi, sp, None, margin_mm=25.0, min_mm=110.0)
+    bz, by, bx = view_box(ids, roi, sp, None, margin_mm=25.0, min_mm=110.0)
     z, y, x = (int(round(v)) for v in np.argwhere(roi).mean(0))
     ez, ey, ex = ((b.start * s, b.stop * s) for b, s in zip((bz, by, bx), sp))
 
@@ -156,7 +159,7 @@ def main(argv=None) -> int:
              ("yellow", (bz, by, slice(x, x + 1)), [ey[0], ey[1], ez[0], ez[1]], "lower", "sagittal"),
              ("green", (bz, slice(y, y + 1), bx), [ex[0], ex[1], ez[0], ez[1]], "lower", "coronal"))
     for col, (name, sl, extent, origin, offset) in enumerate(views, start=1):
-        slice_view(fig.add_subplot(grid[0, col]), name, hu, ids, roi, lut, sl, extent, origin, offset)
+        slice_view(fig.add_subplot(grid[0, col]), name, hu, ids, roi, lut, outlined, sl, extent, origin, offset)
     fig.text(0.99, 0.975, "3D Slicer · ShapSeg Explain result (drawn from the real output files)", ha="right",
              color="#9a9a9a", fontsize=8)
     a.out.parent.mkdir(parents=True, exist_ok=True)

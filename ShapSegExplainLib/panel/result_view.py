@@ -1,6 +1,7 @@
 """What the Slicer panel shows about a result, computed without Slicer: the table, which
-players are visible under "top k / hide |φ| below t", each segment's colour and fill
-opacity, the colour legend, the faithfulness line and the status line of a running job.
+players are visible under "top k / hide |φ| below t" and "show uncertain players", each
+segment's colour, fill and outline (the report's rules, ``display.py``), the colour legend,
+the faithfulness line and the status line of a running job.
 """
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..colors import phi_colors, phi_opacity, phi_scale
+from ..colors import phi_colors
+from ..display import OUTLINE_OPACITY, PlayerStyle, color_scale, player_styles  # noqa: F401 (the module's)
 
 TABLE_COLUMNS = ("Player", "Organ", "phi", "+/-SE", "mL", "Rank")
 SEGMENT_ID = "player_{}"          # the segment IDs of players.seg.nrrd (outputs.write_players_seg)
@@ -34,8 +36,10 @@ def table_rows(players: list[dict]) -> list[dict]:
             for i, r in enumerate(rows)]
 
 
-def visible_players(phi, top_k: int = 0, min_abs: float = 0.0) -> np.ndarray:
-    """Which players stay shown: the ``top_k`` largest |φ| (0 = all) with |φ| ≥ ``min_abs``."""
+def visible_players(phi, top_k: int = 0, min_abs: float = 0.0, styles=None) -> np.ndarray:
+    """Which players stay shown: the ``top_k`` largest |φ| (0 = all) with |φ| ≥ ``min_abs``,
+    and, given their display ``styles``, only those the shared rules draw (an uncertain player
+    only with "show uncertain players"; never the context)."""
     a = np.abs(np.asarray(phi, float))
     keep = a >= min_abs
     if top_k and top_k < a.size:
@@ -43,20 +47,34 @@ def visible_players(phi, top_k: int = 0, min_abs: float = 0.0) -> np.ndarray:
         top = np.zeros(a.size, bool)
         top[order[:top_k]] = True
         keep &= top
+    if styles is not None:
+        keep &= np.array([s.fill > 0 for s in styles], bool)
     return keep
 
 
-def segment_styles(phi, vmax: float | None = None) -> list[tuple[tuple[float, float, float], float]]:
-    """(RGB, 2D fill opacity) per player: colour on the diverging map, opacity growing with |φ|."""
-    phi = np.asarray(phi, float)
-    vmax = phi_scale(phi) if vmax is None else vmax
-    return [(tuple(float(c) for c in rgb), float(op))
-            for rgb, op in zip(phi_colors(phi, vmax), phi_opacity(phi, vmax))]
+def player_display(players: list[dict], phi=None, se=None, show_uncertain: bool = False) -> list[PlayerStyle]:
+    """The shared display rules (``display.player_styles``) for a result's players, with the
+    current φ and SE (a live run's partial values) or the players' own."""
+    phi = [p.get("phi", 0.0) for p in players] if phi is None else phi
+    se = [p.get("se", 0.0) for p in players] if se is None else se
+    return player_styles(phi, se, [p.get("kind", "player") for p in players], show_uncertain)
 
 
-def styles_by_label(players: list[dict], phi) -> dict[int, tuple[tuple[float, float, float], float]]:
+def segment_styles(phi, se=None, kinds=None) -> list[tuple[tuple[float, float, float], float]]:
+    """(RGB, 2D fill opacity) per player: colour on the diverging map, opacity growing with |φ|
+    (0 for the context, and for an uncertain player outside the top ones)."""
+    return [(s.rgb, s.fill) for s in player_styles(phi, se, kinds)]
+
+
+def styles_by_label(players: list[dict], phi, se=None) -> dict[int, tuple[tuple[float, float, float], float]]:
     """(RGB, fill opacity) keyed by label value (player id + 1, as in the live preview map)."""
-    return {p["id"] + 1: style for p, style in zip(players, segment_styles(phi))}
+    styles = segment_styles(phi, se, [p.get("kind", "player") for p in players])
+    return {p["id"] + 1: style for p, style in zip(players, styles)}
+
+
+def legend_scale(players: list[dict]) -> float:
+    """The colour scale's half-width of a result: max |φ| over its drawn (non-context) players."""
+    return color_scale([p.get("phi", 0.0) for p in players], [p.get("kind") != "context" for p in players])
 
 
 def legend_stops(vmax: float, n: int = 9) -> list[tuple[float, str]]:

@@ -41,6 +41,11 @@ class Tree:
     def roots(self) -> list[int]:
         return [int(n) for n in np.flatnonzero(self.parent < 0)]
 
+    def root(self, node: int) -> int:
+        while self.parent[node] >= 0:
+            node = int(self.parent[node])
+        return int(node)
+
     def children(self, node: int) -> list[int]:
         return [int(n) for n in np.flatnonzero(self.parent == node)]
 

@@ -125,6 +125,7 @@ class Explanation:
     levels: list[dict] = field(default_factory=list)   # a coarse-to-fine run: one entry per level
     pruning: dict = field(default_factory=dict)        # tiles kept and the logit bound (``--tolerance``)
     sampling_forwards: int = 0                         # tile forwards of the Shapley values alone
+    convergence: list[dict] = field(default_factory=list)   # ratio after each batch (flat) or level (tree)
     content: dict = field(default_factory=dict)
 
 
@@ -259,7 +260,7 @@ def explain_players(run: Run, model, case, target: int, roi: np.ndarray, players
     return Explanation(model=model, case=case, target=target, roi=roi, players=players, value_fn=vf, budget=budget,
                        result=result, faithfulness=faith, counters=ev.counters,
                        setup_forwards=predictor.counters.tile_forwards, prediction=prediction, levels=levels,
-                       pruning=ev.pruning, sampling_forwards=sampled)
+                       pruning=ev.pruning, sampling_forwards=sampled, convergence=sampler.trace)
 
 
 PRUNING_CHECKS = 8     # coalitions re-run without pruning to measure its error
@@ -318,6 +319,7 @@ class Sampler:
         self.forwards0 = ev.counters.tile_forwards
         self.coalition_cap = 0      # coarse to fine: ``--budget`` caps the coalitions of all levels together
         self.flat_mode = True       # coarse to fine reports whole levels (``on_level``), not each game's batches
+        self.trace: list[dict] = []  # convergence: coalitions, tile forwards since sampling began, ratio
 
     def game(self, coalitions: np.ndarray) -> np.ndarray:
         run, st = self.run, self.status
@@ -349,7 +351,12 @@ class Sampler:
         self.run.check()
         self.status["ratio"] = step["ratio"]
         if self.flat_mode:
+            self.record(step["n_evaluations"], step["ratio"])
             self.partial(step["values"], step["se"], step["ratio"], step["n_evaluations"], step["budget"])
+
+    def record(self, coalitions: int, ratio: float) -> None:
+        self.trace.append({"coalitions": int(coalitions), "ratio": float(ratio),
+                           "tile_forwards": self.ev.counters.tile_forwards - self.forwards0})
 
     def partial(self, phi, se, ratio, n, budget) -> None:
         self.run.emit({"event": "partial", "phi": np.asarray(phi).tolist(), "se": np.asarray(se).tolist(),
@@ -398,6 +405,7 @@ class Sampler:
             if refined is not None:
                 emit_players(self.run, case, ps, self.vf)
             ratio = float(res.se.max() / max(res.values.max() - res.values.min(), 1e-300))
+            self.record(res.n_evaluations, ratio)
             self.partial(res.values, res.se, ratio, res.n_evaluations, self.planned)
 
         res = tree_shapley(self.game, tree, seed=job.seed, max_refinements=job.refinements,
@@ -433,6 +441,10 @@ def describe(run: Run, expl: Explanation) -> dict:
     for r, phi, se, rk in zip(rows, result.values, result.se, rank):
         r.update(phi=float(phi), se=float(se), ci95_low=float(phi - 1.96 * se), ci95_high=float(phi + 1.96 * se),
                  rank=int(rk))
+    if expl.players.tree is not None:        # the first level's player of each final one (the report's coarse view)
+        tree = expl.players.tree
+        for r, node in zip(rows, expl.players.nodes):
+            r.update(coarse=tree.names[tree.root(node)], level=int(tree.level[node]))
     counters = expl.counters.as_dict()
     unit_ml = float(np.prod(case.spacing)) / 1000.0
     stats = {
@@ -461,6 +473,7 @@ def describe(run: Run, expl: Explanation) -> dict:
                     "history": result.history},
         "faithfulness": expl.faithfulness,
         "levels": expl.levels,
+        "convergence": expl.convergence,
         "pruning": expl.pruning,
         "roi": {"voxels": int(roi.sum()), "ml": round(int(roi.sum()) * unit_ml, 4),
                 "tiles": list(expl.players.plan.tiles), "kind": job.roi_kind()},
@@ -475,9 +488,11 @@ def describe(run: Run, expl: Explanation) -> dict:
 
 # ----- outputs -------------------------------------------------------------------------------------
 def write_outputs(folder: Path, expl: Explanation, run: Run, extra_files: list[str]) -> dict[str, str]:
-    """Every output file into ``folder``; ``explanation.json`` last."""
+    """Every output file into ``folder``; ``report.png`` last, drawn from the other files
+    exactly as ``shapseg report`` re-draws it."""
+    from ..report.figure import write_report
+    from ..report.inputs import CT_VIEW, write_ct_view
     from . import outputs as o
-    from .report import write_report
 
     case, content, result = expl.case, expl.content, expl.result
     plan, pmap, rows = expl.players.plan, expl.players.pmap, expl.players.rows
@@ -487,15 +502,16 @@ def write_outputs(folder: Path, expl: Explanation, run: Run, extra_files: list[s
     pred_ct = case.labels_to_ct(expl.prediction.astype(np.int32))
     files = {"players": "players.seg.nrrd", "attribution": "attribution.nrrd", "roi": "roi.seg.nrrd",
              "table": "attributions.csv", "report": "report.png", "audit": "coalitions.npz",
-             "explanation": "explanation.json"}
+             "ct_view": CT_VIEW, "explanation": "explanation.json"}
     o.write_players_seg(folder / files["players"], ct, ids_ct, rows)
     run.check()
     o.write_attribution(folder / files["attribution"], ct, ids_ct, result.values)
     o.write_roi_seg(folder / files["roi"], ct, roi_ct, pred_ct, content["target"]["name"])
+    context = next((r["id"] + 1 for r in rows if r["kind"] == "context"), None)
+    write_ct_view(folder / files["ct_view"], ct, ids_ct, roi_ct, context)
     o.write_csv(folder / files["table"], rows)
     o.write_audit(folder / files["audit"], result.coalitions, result.game_values, result.seed)
     run.check()
-    write_report(folder / files["report"], ct, ids_ct, roi_ct, rows, *report_titles(content))
     for f in extra_files:
         shutil.copy2(f, folder / Path(f).name)
         files[Path(f).name.split(".")[0]] = Path(f).name
@@ -503,23 +519,8 @@ def write_outputs(folder: Path, expl: Explanation, run: Run, extra_files: list[s
     content["stats"]["seconds_by_phase"] = dict(run.phase_seconds)
     content["files"] = dict(files)
     o.write_json(folder / files["explanation"], content)
+    write_report(folder)
     return files
-
-
-def report_titles(expl: dict) -> tuple[str, str, str]:
-    v, s, st = expl["value"], expl["shapley"], expl["stats"]
-    unit = v["unit"]
-    what = f"{v['name']}{' (normalised)' if v['normalized'] else ''} of {expl['target']['name']}"
-    title = (f"What drives {what} in the ROI ({expl['roi']['ml']:.1f} mL)?  "
-             f"v(all present) = {expl['full_value']:.3g}{' ' + unit if unit else ''}, "
-             f"v(all absent) = {expl['base_value']:.3g}; Σφ = their difference")
-    how = "exact" if s["exact"] else f"KernelSHAP, convergence ratio {s['convergence_ratio']:.3f}"
-    if expl.get("levels"):
-        how = f"coarse to fine, {len(expl['levels'])} levels, " + how
-    subtitle = (f"{expl['players_summary']['players']} {expl['settings']['players']} players · "
-                f"{s['n_evaluations']} coalitions ({how}) · {st['tile_forwards']} tile forwards "
-                f"(without the cache {st['tile_forwards_roi']}) · red raises the value, blue lowers it")
-    return title, subtitle, unit
 
 
 def top_drivers(expl: dict, k: int = 5) -> list[dict]:

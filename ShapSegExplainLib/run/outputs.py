@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..colors import phi_colors, phi_scale
+from ..colors import phi_colors
+from ..display import color_scale
 from ..errors import ShapSegError
 
 RESULT_MARKER = "explanation.json"
@@ -107,7 +108,7 @@ def write_players_seg(path: Path, ct: sitk.Image, ids_ct: np.ndarray, rows: list
     map, φ, SE and what the player is in the segment's tags (Slicer keeps them)."""
     import slicerio
     phi = np.array([r["phi"] for r in rows])
-    colors = phi_colors(phi, phi_scale(phi))
+    colors = phi_colors(phi, color_scale(phi, [r["kind"] != "context" for r in rows]))   # the report's scale
     dtype = np.uint8 if len(rows) < 255 else np.uint16
     segments = []
     for r, color in zip(rows, colors):

@@ -5,6 +5,7 @@ import pytest
 import SimpleITK as sitk
 
 from ShapSegExplainLib.colors import phi_colors, phi_opacity
+from ShapSegExplainLib.display import FILL, TOP_OUTLINED, UNCERTAIN_FILL, player_styles
 from ShapSegExplainLib.run.outputs import write_players_seg
 from ShapSegExplainLib.panel.result_view import (TABLE_COLUMNS, faithfulness_text, format_duration, legend_labels,
                                            legend_stops, legend_stylesheet, segment_id, segment_styles,
@@ -60,10 +61,31 @@ def test_top_k_and_threshold(top_k, min_abs, shown):
 def test_styles_red_up_blue_down_opacity_by_magnitude():
     styles = segment_styles(PHI)
     colours, opacity = np.array([s[0] for s in styles]), np.array([s[1] for s in styles])
-    assert np.allclose(colours, phi_colors(np.array(PHI))) and np.allclose(opacity, phi_opacity(np.array(PHI)))
+    expected = phi_opacity(np.array(PHI), None, *FILL)
+    expected[3] = 0.0                                   # φ = 0 exactly: its interval contains 0, not drawn
+    assert np.allclose(colours, phi_colors(np.array(PHI))) and np.allclose(opacity, expected)
     assert colours[0][0] > colours[0][2] and colours[1][2] > colours[1][0]      # + red, - blue
     assert opacity[1] == max(opacity) and opacity[3] == min(opacity)
     assert opacity[2] == pytest.approx(opacity[4])                            # symmetric in |φ|
+
+
+def test_the_panel_hides_what_the_report_does_not_draw():
+    """One definition: the panel's styles are the report's (``display.player_styles``);
+    uncertain players and the context are hidden unless "show uncertain players"."""
+    from ShapSegExplainLib.panel.result_view import legend_scale, player_display
+    ps = players([0.42, -0.9, 0.05, 0.01, -0.05, 0.3, 0.6])
+    ps[-1]["kind"] = "context"
+    ps[3]["se"] = 0.02                                  # 0.01 ± 0.039: uncertain
+    styles = player_display(ps)
+    assert styles == player_styles([p["phi"] for p in ps], [p["se"] for p in ps], [p["kind"] for p in ps])
+    shown = visible_players([p["phi"] for p in ps], 0, 0.0, styles)
+    assert shown.tolist() == [True, True, False, False, False, True, False]     # 2, 3, 4: interval contains 0
+    assert sum(s.outlined for s in styles) <= TOP_OUTLINED and not styles[-1].outlined
+    faint = player_display(ps, show_uncertain=True)
+    assert visible_players([p["phi"] for p in ps], 0, 0.0, faint).tolist()[3] and faint[3].fill == UNCERTAIN_FILL
+    assert legend_scale(ps) == 0.9                      # the context (0.6 here, often the largest) is not drawn
+    live = player_display(ps, phi=[0.0] * 7, se=[0.1] * 7)        # a live run's first batch: all uncertain
+    assert [s.marked for s in live].count(True) == 3 and all(s.fill == 0 for s in live if not s.marked)
 
 
 def test_legend_matches_the_segment_colours():

@@ -15,7 +15,7 @@ from ShapSegExplainLib.run.job import ExplainJob, job_from_dict, read_job
 from ShapSegExplainLib.run.outputs import segment_name
 
 FILES = ("players.seg.nrrd", "attribution.nrrd", "roi.seg.nrrd", "attributions.csv", "explanation.json",
-         "report.png", "coalitions.npz")
+         "report.png", "coalitions.npz", "ct_view.nrrd")
 
 
 @pytest.fixture(scope="module")
@@ -249,6 +249,51 @@ def test_cli_explain_prints_drivers_and_writes_outputs(ct_file, model_dirs, tmp_
     last = r.stderr.strip().splitlines()[-1]
     assert r.returncode == 2 and last.startswith("shapseg: error: unknown target") and "Traceback" not in r.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_report_redraws_from_the_output_files_pixel_equal(explained, ct_file, tmp_path):
+    """``shapseg report OUT`` draws the run's report.png again from the files alone (the CT
+    from ct_view.nrrd), pixel for pixel; other options give another picture; a folder
+    that is not a result, or an older one whose CT is gone, is one line and exit code 2."""
+    import shutil
+
+    from matplotlib.image import imread
+    out = explained["out"]
+    r = call_cli("report", out, "--to", tmp_path / "again.png")
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(imread(out / "report.png"), imread(tmp_path / "again.png"))
+    assert call_cli("report", out, "--to", tmp_path / "bone.png", "--window", "bone").returncode == 0
+    assert not np.array_equal(imread(out / "report.png"), imread(tmp_path / "bone.png"))
+    view = sitk.ReadImage(str(out / "ct_view.nrrd"))
+    ct = sitk.ReadImage(str(ct_file))
+    assert view.GetSpacing() == ct.GetSpacing() and view.GetDirection() == ct.GetDirection()
+    start = ct.TransformPhysicalPointToIndex(view.GetOrigin())
+    x, y, z = (slice(a, a + n) for a, n in zip(start, view.GetSize()))
+    assert np.array_equal(sitk.GetArrayFromImage(view), sitk.GetArrayFromImage(ct[x, y, z]))
+    # an older result: no ct_view.nrrd and its CT moved away -> --ct is asked for; with it, the same picture
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    (old / "ct_view.nrrd").unlink()
+    expl = json.loads((old / "explanation.json").read_text())
+    expl["settings"]["ct"] = str(tmp_path / "gone.nii.gz")
+    (old / "explanation.json").write_text(json.dumps(expl))
+    r = call_cli("report", old)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "--ct" in r.stderr
+    assert call_cli("report", old, "--ct", ct_file, "--to", tmp_path / "old.png").returncode == 0
+    assert np.array_equal(imread(out / "report.png"), imread(tmp_path / "old.png"))
+    r = call_cli("report", tmp_path / "nothing")
+    assert r.returncode == 2 and "not a ShapSegExplain result" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_coarse_to_fine_result_says_each_players_first_level_and_its_convergence(explained):
+    expl = json.loads((explained["out"] / "explanation.json").read_text())
+    roots = {r["coarse"] for r in expl["players"]}
+    assert 1 < len(roots) < len(expl["players"]) and all(r["level"] >= 1 for r in expl["players"])
+    assert all(r["name"].split(".")[0] == r["coarse"] for r in expl["players"])
+    points = expl["convergence"]
+    assert len(points) == len(expl["levels"])
+    assert [p["coalitions"] for p in points] == [lv["coalitions"] for lv in expl["levels"]]
+    assert all(a["tile_forwards"] <= b["tile_forwards"] for a, b in zip(points, points[1:]))
 
 
 def test_colours_are_centred_and_symmetric():

@@ -128,7 +128,7 @@ def logic_and_params(monkeypatch, tmp_path, model_dirs):
             self.drawn["preview"].append((path, len(players), os.path.isfile(path)))
             return f"preview node for {len(players)} players"
 
-        def colorSegments(self, node, players, phi):
+        def colorSegments(self, node, players, phi, se=None):
             self.drawn["colors"].append((node, len(players), list(phi)))
 
         def loadResult(self, out, label):
@@ -229,3 +229,56 @@ def test_an_export_failure_removes_the_run_folder(logic_and_params, tmp_path):
         logic.start(p)
     root = tmp_path / "slicer-temp" / "ShapSegExplain"
     assert logic.worker is None and (not root.exists() or not any(root.iterdir()))
+
+
+class RecordingDisplay:
+    def __init__(self):
+        self.fill, self.outline, self.visible = {}, {}, {}
+
+    def SetSegmentOpacity2DFill(self, sid, v):
+        self.fill[sid] = v
+
+    def SetSegmentOpacity2DOutline(self, sid, v):
+        self.outline[sid] = v
+
+    def SetSegmentVisibility(self, sid, v):
+        self.visible[sid] = v
+
+
+class ResultNode:
+    def __init__(self):
+        self.display = RecordingDisplay()
+
+    def GetID(self):
+        return "vtkMRMLSegmentationNode7"
+
+    def GetAttribute(self, name):
+        return "/a/result"
+
+    def GetDisplayNode(self):
+        return self.display
+
+
+@pytest.mark.parametrize("show_uncertain", [False, True])
+def test_the_overlay_follows_the_reports_display_rules(logic_and_params, show_uncertain):
+    """Hundreds of players: fill by |φ|, outlines only on the top players, the uncertain ones
+    and the context hidden unless asked for — the same styles as report.png."""
+    from ShapSegExplainLib.display import TOP_OUTLINED, player_styles
+    m, scene, logic, p, events, finished = logic_and_params
+    rng = np.random.default_rng(0)
+    phi, se = rng.normal(0, 0.02, 300), rng.uniform(0, 0.02, 300)
+    phi[:4] = [0.5, -0.3, 0.2, 1.5]
+    players = [{"id": i, "name": f"p{i}", "kind": "context" if i == 3 else "fcc", "phi": float(a), "se": float(b)}
+               for i, (a, b) in enumerate(zip(phi, se))]
+    node = ResultNode()
+    logic._explanations[node.GetID()] = {"players": players}
+    logic.applyDisplay(node, 0, 0.0, show_uncertain)
+    styles = player_styles(phi, se, [pl["kind"] for pl in players], show_uncertain)
+    d = node.display
+    for pl, s in zip(players, styles):
+        sid = f"player_{pl['id']}"
+        assert d.fill[sid] == s.fill and (d.outline[sid] > 0) == s.outlined
+        assert d.visible[sid] == (s.fill > 0)
+    assert sum(v > 0 for v in d.outline.values()) <= TOP_OUTLINED and not d.visible["player_3"]
+    hidden = sum(not v for v in d.visible.values())
+    assert (hidden == 1) if show_uncertain else (hidden > 100)          # most of 300 small φ are uncertain

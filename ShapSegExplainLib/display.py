@@ -1,0 +1,97 @@
+"""What is drawn of each player, one definition for ``report.png``, ``players.seg.nrrd`` and
+the Slicer overlay, so that they agree at any player count.
+
+A result may have hundreds of small players, most with a φ near 0 or an interval that
+contains 0. Drawing all of them (fill and outline) hides the CT and the few that matter, so:
+
+* the colour scale is max |φ| over the *drawn* players (the context, never drawn, does not
+  squeeze every colour towards white);
+* fill opacity grows with |φ| from almost nothing;
+* a player whose 95 % interval contains 0 is *uncertain*: not filled, not outlined (the
+  Slicer panel hides it behind a toggle), except the numbered top players;
+* only the top players are outlined, thin and light (the report caps the outline pixels
+  of a view at ``MAX_OUTLINE_SHARE`` by dropping the lowest-ranked outlines first).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .colors import phi_colors, phi_opacity, phi_scale
+
+Z95 = 1.96
+TOP_MARKED = 3          # numbered on the slices, always drawn
+TOP_OUTLINED = 5        # outlined (if their interval excludes 0, or numbered)
+FILL = (0.04, 0.5)      # fill opacity at φ = 0 and at |φ| = the colour scale (the CT stays visible)
+UNCERTAIN_FILL = 0.06   # an uncertain player's fill when the user asks to see them
+MAX_OUTLINE_SHARE = 0.06   # at most this share of a report view's voxels is outline
+OUTLINE_OPACITY = 1.0   # Slicer's 2D outline of an outlined player (its own colour, Slicer's thin line)
+
+
+@dataclass(frozen=True)
+class PlayerStyle:
+    rgb: tuple[float, float, float]
+    fill: float            # 2D fill opacity, 0 = not drawn
+    outlined: bool
+    uncertain: bool        # the 95 % interval contains 0
+    rank: int              # 1 = largest |φ| among drawn players; 0 for the context
+    marked: bool           # numbered on the slices
+
+
+def uncertain(phi, se) -> np.ndarray:
+    """True where the 95 % interval φ ± 1.96·SE contains 0 (an exact φ of 0 included)."""
+    phi, se = np.asarray(phi, float), np.asarray(se, float)
+    return np.abs(phi) <= Z95 * se
+
+
+def color_scale(phi, drawn=None) -> float:
+    """The colour scale's half-width: max |φ| over the drawn players (all if none given)."""
+    phi = np.asarray(phi, float)
+    drawn = np.ones(phi.shape, bool) if drawn is None else np.asarray(drawn, bool)
+    return phi_scale(phi[drawn] if drawn.any() else phi)
+
+
+def player_styles(phi, se=None, kinds=None, show_uncertain: bool = False) -> list[PlayerStyle]:
+    """The style of every player (order as given)."""
+    phi = np.asarray(phi, float)
+    se = np.zeros_like(phi) if se is None else np.asarray(se, float)
+    drawn = np.array([k != "context" for k in kinds]) if kinds is not None else np.ones(phi.shape, bool)
+    vmax = color_scale(phi, drawn)
+    rgb = phi_colors(phi, vmax)
+    fill = phi_opacity(phi, vmax, *FILL)
+    unsure = uncertain(phi, se)
+    order = [int(i) for i in np.argsort(-np.abs(phi), kind="stable") if drawn[i]]
+    rank = np.zeros(phi.size, int)
+    rank[order] = np.arange(1, len(order) + 1)
+    styles = []
+    for i in range(phi.size):
+        marked = bool(drawn[i] and 0 < rank[i] <= TOP_MARKED)
+        if not drawn[i]:
+            f = 0.0
+        elif unsure[i] and not marked:
+            f = UNCERTAIN_FILL if show_uncertain else 0.0
+        else:
+            f = float(fill[i])
+        outlined = bool(drawn[i] and 0 < rank[i] <= TOP_OUTLINED and (marked or not unsure[i]))
+        styles.append(PlayerStyle(tuple(float(c) for c in rgb[i]), f, outlined, bool(unsure[i]), int(rank[i]),
+                                  marked))
+    return styles
+
+
+def outlines_in_view(ids2d: np.ndarray, styles: list[PlayerStyle],
+                     max_share: float = MAX_OUTLINE_SHARE) -> tuple[list[int], np.ndarray]:
+    """The outlined players (ids) of one view and their boundary pixels (label = id + 1),
+    at most ``max_share`` of the view: the lowest-ranked outlines are dropped until it fits."""
+    from skimage.segmentation import find_boundaries
+    mask = np.zeros(ids2d.shape, bool)
+    kept: list[int] = []
+    for _rank, pid in sorted((s.rank, pid) for pid, s in enumerate(styles) if s.outlined):
+        edge = find_boundaries(ids2d == pid + 1, mode="inner")
+        if not edge.any():
+            continue
+        if (mask | edge).sum() > max_share * ids2d.size:
+            break
+        mask |= edge
+        kept.append(pid)
+    return kept, mask

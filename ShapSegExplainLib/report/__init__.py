@@ -1,0 +1,1 @@
+"""``report.png`` of a result, drawn from its output files (``shapseg report OUT``)."""
