@@ -7,10 +7,21 @@ PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 BIN    := $(VENV)/bin
+# The module's real-MRML tests (Testing/mrml) run in their own environment: slicer-core
+# installs a top-level `slicer` package that collides with the `slicer` package shap needs.
+# Slicer 5.10+ runs Python 3.12; any Python the wheel exists for works.
+MRML_VENV   ?= .venv-mrml
+MRML_PYTHON ?= $(shell PYENV_VERSION=3.12.1 pyenv which python3.12 2>/dev/null || (python3.12 -c "" 2>/dev/null && echo python3.12) || echo $(PYTHON))
+MRML_DEPS   ?= slicer-core==5.12.4.0 pytest numpy SimpleITK slicerio matplotlib psutil
 
 .PHONY: demo test venv
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed $(MRML_VENV)/.installed
+
+$(MRML_VENV)/.installed: pyproject.toml Makefile
+	$(MRML_PYTHON) -m venv $(MRML_VENV)
+	$(MRML_VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(MRML_DEPS)
+	touch $@
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +29,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
-demo: venv
+demo: $(VENV)/.installed
 	$(BIN)/shapseg demo --out shapseg_demo
 
 test: venv

@@ -22,6 +22,33 @@ def read_explanation(out_dir: str | Path) -> dict:
     return json.loads((Path(out_dir) / "explanation.json").read_text())
 
 
+def compact_explanation(expl: dict) -> str:
+    """``explanation.json`` without its sampling history, as one line: what a result node keeps
+    as an attribute, so a saved scene opened elsewhere (without the result folder) still has
+    the summary, the legend and the row jumps."""
+    keep = {k: v for k, v in expl.items() if k not in ("convergence", "out")}
+    if isinstance(keep.get("shapley"), dict):
+        keep["shapley"] = {k: v for k, v in keep["shapley"].items() if k != "history"}
+    return json.dumps(keep, separators=(",", ":"))
+
+
+def stored_explanation(folder: str | None, stored: str | None) -> dict | None:
+    """A result node's explanation: from its folder when it is still there, else from the
+    copy stored on the node; None if neither can be read."""
+    if folder:
+        try:
+            return {**read_explanation(folder), "out": folder}
+        except (OSError, ValueError):
+            pass
+    if stored:
+        try:
+            expl = json.loads(stored)
+        except ValueError:
+            return None
+        return {**expl, "out": folder} if isinstance(expl, dict) and "players" in expl else None
+    return None
+
+
 def segment_id(player_id: int) -> str:
     return SEGMENT_ID.format(int(player_id))
 

@@ -10,7 +10,6 @@ import pytest
 
 from ShapSegExplainLib.panel.worker_events import RunState
 from ShapSegExplainLib.panel.worker_process import WorkerProcess, package_root, stop_process_tree, worker_command
-from helpers import write_job
 from slicer_helpers import poll_until
 
 FAKE_WORKER = r"""
@@ -119,6 +118,7 @@ def test_worker_runs_from_the_package_folder():
 
 
 def test_cancelling_the_real_worker_mid_run_leaves_nothing(tmp_path, model_dirs):
+    from helpers import write_job       # torch: imported here, so the rest also runs in Slicer's Python (no torch)
     job = write_job(tmp_path, model_dirs["one_fold"], budget=600, coalition_batch=8,
                     preview=str(tmp_path / "preview.nrrd"))
     w = WorkerProcess(worker_command(sys.executable, job), cwd=package_root()).start()
@@ -152,6 +152,8 @@ time.sleep(60)
 def test_a_worker_whose_parent_dies_stops_and_cleans_up(tmp_path, model_dirs):
     """A GUI that crashes or is killed must not leave a worker computing for nobody."""
     import signal
+
+    from helpers import write_job
     job = write_job(tmp_path, model_dirs["one_fold"], budget=600, coalition_batch=8)
     events = tmp_path / "events.jsonl"
     parent = subprocess.Popen([sys.executable, "-c", ORPHANING_PARENT, str(job), str(events)],

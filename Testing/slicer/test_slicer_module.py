@@ -43,6 +43,18 @@ def test_extension_cmake_has_the_metadata_and_the_module():
         assert line in text, line
 
 
+def test_license_contributors_and_supported_versions_as_the_extension_index_wants():
+    text = (ROOT / "CMakeLists.txt").read_text()
+    contributors = re.search(r'set\(EXTENSION_CONTRIBUTORS\s+"([^"]+)"\)', text).group(1)
+    assert all(re.fullmatch(r"[^()]+ \([^()]+\)", c.strip()) for c in contributors.split(","))   # Name (Organisation)
+    module = (ROOT / "ShapSegExplain" / "ShapSegExplain.py").read_text()
+    assert f'self.parent.contributors = ["{contributors}"]' in module
+    licence = (ROOT / "LICENSE").read_text()
+    assert licence.lstrip().startswith("Apache License") and "Version 2.0, January 2004" in licence
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"]["text"] == "Apache-2.0"
+    assert "Requires 3D Slicer 5.10 or later" in text
+
+
 def test_cmake_lists_every_shipped_file_and_only_existing_ones():
     """The module's CMake ships the script; the top-level one ships the engine and the resources
     from the top-level folders, each entry landing at <scripted-modules dir>/<entry>."""
@@ -240,6 +252,40 @@ def test_missing_dependencies_and_the_torch_split():
     assert torch == ["torch>=2.4", "torchvision>=0.19"] and rest == ["nnunetv2>=2.6"]
     assert dependencies.version_requirement("torch") == ">=2.4"
     assert dependencies.version_requirement("skimage") == ">=0.22"
+
+
+@pytest.mark.parametrize("python, version, refused", [
+    ((3, 9, 10), "5.8", True),       # Slicer 5.6 and 5.8 ship Python 3.9.10: nnU-Net 2.6+ cannot install
+    ((3, 9, 10), "5.6", True),
+    ((3, 12, 10), "5.8", True),      # a Slicer older than 5.10 is refused whatever it reports
+    ((3, 12, 10), "5.10", False),
+    ((3, 12, 10), "5.12", False),
+    ((3, 13, 1), "6.0", False),
+    ((3, 12, 10), None, False),      # no application (scripts, tests): the Python decides
+])
+def test_an_old_slicer_is_told_so_in_one_line(python, version, refused):
+    """Defect 1: on Slicer 5.6/5.8 Install could never succeed (nnunetv2>=2.6 needs Python >= 3.10)."""
+    from ShapSegExplainLib.panel import dependencies
+    text = dependencies.unsupported(python, version)
+    assert (text is not None) == refused
+    if refused:
+        assert "\n" not in text and "5.10 or later" in text and f"Python {python[0]}.{python[1]}" in text
+    assert tuple(int(v) for v in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+                 ["requires-python"].lstrip(">=").split(".")) == dependencies.MIN_PYTHON
+
+
+def test_install_pins_everything_installed_so_pip_only_adds():
+    """Selective install: a constraints file pins every installed distribution (Slicer's SimpleITK,
+    numpy, requests ...), so pip adds the missing packages and never replaces one of them."""
+    from ShapSegExplainLib.panel import dependencies
+    text = dependencies.constraints_text({"SimpleITK": "2.4.1", "numpy": "1.26.4", "requests": "2.32.3",
+                                          "weird": "unknown", "torch": "2.8.0+cu126"})
+    assert text.splitlines() == ["numpy==1.26.4", "requests==2.32.3", "SimpleITK==2.4.1", "torch==2.8.0+cu126"]
+    assert dependencies.pip_arguments(["nnunetv2>=2.6", "slicerio>=1.4"], "/t/c.txt") == \
+        ["nnunetv2>=2.6", "slicerio>=1.4", "-c", "/t/c.txt"]
+    here = dependencies.installed_versions()
+    import numpy
+    assert here.get("numpy") == numpy.__version__
 
 
 @pytest.mark.parametrize("broken", [ImportError, ValueError])
