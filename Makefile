@@ -12,7 +12,7 @@ BIN    := $(VENV)/bin
 # Slicer 5.10+ runs Python 3.12; any Python the wheel exists for works.
 MRML_VENV   ?= .venv-mrml
 MRML_PYTHON ?= $(shell PYENV_VERSION=3.12.1 pyenv which python3.12 2>/dev/null || (python3.12 -c "" 2>/dev/null && echo python3.12) || echo $(PYTHON))
-MRML_DEPS   ?= slicer-core==5.12.4.0 pytest numpy SimpleITK slicerio matplotlib psutil
+MRML_DEPS   ?= slicer-core==5.12.4.0 pytest numpy scipy SimpleITK slicerio matplotlib psutil
 
 .PHONY: demo test venv
 

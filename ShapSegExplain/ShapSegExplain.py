@@ -48,7 +48,7 @@ ROOT = _extensionRoot()
 # Torch-free engine parts only (Testing/slicer/test_slicer_module.py checks that none imports torch).
 from ShapSegExplainLib.demo import DEMO_MODEL  # noqa: E402 (after the path set-up above)
 from ShapSegExplainLib.errors import ShapSegError  # noqa: E402
-from ShapSegExplainLib.panel import dependencies, result_view  # noqa: E402
+from ShapSegExplainLib.panel import dependencies, result_view, segment_region  # noqa: E402
 from ShapSegExplainLib.panel.model_discovery import find_models, is_model_folder, model_classes  # noqa: E402
 from ShapSegExplainLib.panel.run_request import LiveRun, RunRequest, new_run_folder, prepare_run, run_label  # noqa: E402
 from ShapSegExplainLib.panel.worker_events import RunState  # noqa: E402
@@ -81,7 +81,7 @@ POLL_MS = 150
 class ShapSegExplain(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        slicer.app.connect("startupCompleted()", registerSampleData)
+        slicer.app.connect("startupCompleted()", onStartupCompleted)
         self.parent.title = _("ShapSeg Explain")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = []
@@ -101,6 +101,19 @@ Medical Image Segmentation" (2026). Uses nnU-Net, SimpleITK, slicerio and PyTorc
 #
 # Choices shown in combo boxes (labels are what the user reads; values what the job says)
 #
+def onStartupCompleted() -> None:
+    registerSampleData()
+    registerSubjectHierarchyPlugin()
+
+
+def registerSubjectHierarchyPlugin() -> None:
+    """ "Explain this with ShapSeg Explain" on every segment's right-click menu."""
+    import ShapSegExplainSubjectHierarchyPlugin as plugin
+    scripted = slicer.qSlicerSubjectHierarchyScriptedPlugin(None)
+    scripted.setPythonSource(plugin.ShapSegExplainSubjectHierarchyPlugin.filePath)
+    slicer.qSlicerSubjectHierarchyPluginHandler.instance().registerPlugin(scripted)
+
+
 def registerSampleData() -> None:
     """The demo phantom in Sample Data (category *ShapSeg Explain*): generated here, nothing is
     downloaded; it opens the module with the demo model, its target and a point on the finding."""
@@ -136,9 +149,11 @@ class Device(enum.Enum):
 class Region(enum.Enum):
     POINT = "point"
     BOX = "box"
+    SEGMENT = "segment"
 
     def label(self) -> str:
-        return {"point": _("Point on a finding"), "box": _("Box (ROI)")}[self.value]
+        return {"point": _("Point on a finding"), "box": _("Box (ROI)"),
+                "segment": _("Segment (painted, imported or AI)")}[self.value]
 
 
 class Players(enum.Enum):
@@ -178,8 +193,12 @@ class ShapSegExplainParameterNode:
     pointNode: vtkMRMLMarkupsFiducialNode
     roiNode: vtkMRMLMarkupsROINode
     snapMm: Annotated[float, WithinRange(0, 50)] = 5.0
+    regionSegmentation: vtkMRMLSegmentationNode
+    regionSegmentId: str = ""
+    regionIsland: Annotated[int, WithinRange(0, 100000)] = 0     # 0: all pieces, k: the k-th largest
     referenceSegmentation: vtkMRMLSegmentationNode
     referenceSegmentId: str = ""
+    referenceIsland: Annotated[int, WithinRange(0, 100000)] = 0  # 0: the whole reference segment, k: its k-th piece
     players: Players = Players.HYBRID
     spacingMm: Annotated[float, WithinRange(3, 100)] = 15.0
     marginMm: Annotated[float, WithinRange(0, 200)] = 20.0
@@ -226,6 +245,7 @@ class ShapSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.roiPlaceWidget.placeMultipleMarkups = slicer.qSlicerMarkupsPlaceWidget.ForcePlaceSingleMarkup
         self.ui.resultSelector.addAttribute("vtkMRMLSegmentationNode", RESULT_ATTRIBUTE)
         self.ui.referenceSegmentSelector.segmentationNodeSelectorVisible = True
+        self.ui.regionSegmentSelector.segmentationNodeSelectorVisible = True
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -239,6 +259,10 @@ class ShapSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.roiSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.ui.roiPlaceWidget.setCurrentNode)
         self.ui.referenceSegmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onReferenceChanged)
         self.ui.referenceSegmentSelector.connect("currentSegmentChanged(QString)", self.onReferenceChanged)
+        self.ui.regionSegmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onRegionSegmentChanged)
+        self.ui.regionSegmentSelector.connect("currentSegmentChanged(QString)", self.onRegionSegmentChanged)
+        self.ui.islandComboBox.connect("currentIndexChanged(int)", self.onIslandChanged)
+        self.ui.referenceIslandComboBox.connect("currentIndexChanged(int)", self.onReferenceIslandChanged)
         self.ui.resultTableView.connect("selectionChanged()", self.onTableSelection)
         self.ui.openFolderButton.connect("clicked(bool)", self.onOpenFolder)
 
@@ -305,7 +329,14 @@ class ShapSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                   self.ui.snapSpinBox):
             w.setVisible(point)
         for w in (self.ui.roiLabel, self.ui.roiSelector, self.ui.roiPlaceWidget):
-            w.setVisible(not point)
+            w.setVisible(p.region == Region.BOX)
+        for w in (self.ui.regionSegmentLabel, self.ui.regionSegmentSelector, self.ui.islandLabel,
+                  self.ui.islandComboBox):
+            w.setVisible(p.region == Region.SEGMENT)
+        with SignalsBlocked(self.ui.regionSegmentSelector):
+            self.ui.regionSegmentSelector.setCurrentNode(p.regionSegmentation)
+            self.ui.regionSegmentSelector.setCurrentSegmentID(p.regionSegmentId)
+        self.fillIslands()
         self.observeMarkups([p.pointNode, p.roiNode])
         self.updateApplyButton()
         self.showResult(p.resultSegmentation)
@@ -380,6 +411,55 @@ class ShapSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             segmentId = self.ui.referenceSegmentSelector.currentSegmentID() or ""
             self._parameterNode.referenceSegmentation = node
             self._parameterNode.referenceSegmentId = segmentId
+            self._parameterNode.referenceIsland = 0
+
+    def onRegionSegmentChanged(self, *args) -> None:
+        """A segment chosen as the region: its pieces listed (all of them at first) and the
+        target guessed from its name or terminology when the model has such a class."""
+        p = self._parameterNode
+        if not p:
+            return
+        p.regionSegmentation = self.ui.regionSegmentSelector.currentNode()
+        p.regionSegmentId = self.ui.regionSegmentSelector.currentSegmentID() or ""
+        p.regionIsland = 0
+        guess = self.logic.targetForSegment(p.regionSegmentation, p.regionSegmentId,
+                                            self.logic.modelClasses(p.modelPath) if p.modelPath else [])
+        if guess:
+            p.targetClass = guess
+
+    def fillIslands(self) -> None:
+        """The piece lists of the region segment and of the reference segment."""
+        p = self._parameterNode
+        if p is None:
+            return
+        region = self.logic.islandChoices(p)[0] if p.region == Region.SEGMENT else []
+        reference = self.logic.pieceChoices(p.referenceSegmentation, p.referenceSegmentId, p.inputVolume)[0]
+        for box, choices, current in ((self.ui.islandComboBox, region, p.regionIsland),
+                                      (self.ui.referenceIslandComboBox, reference, p.referenceIsland)):
+            with SignalsBlocked(box):
+                box.clear()
+                for text in choices:
+                    box.addItem(text)
+                box.currentIndex = min(current, len(choices) - 1) if choices else -1
+            box.enabled = len(choices) > 1
+        self.ui.referenceIslandLabel.visible = self.ui.referenceIslandComboBox.visible = len(reference) > 1
+
+    def explainSegment(self, segNode, segmentId: str) -> None:
+        """ "Explain this" on a segment (the subject hierarchy's context menu): the segment
+        becomes the region, its CT the input, its class the target; Explain gets the focus."""
+        if self._parameterNode is None:
+            self.initializeParameterNode()
+        self.logic.explainSegment(self._parameterNode, segNode, segmentId)
+        self.updateGUIFromParameterNode()
+        self.ui.applyButton.setFocus()
+
+    def onIslandChanged(self, index: int) -> None:
+        if self._parameterNode and index >= 0:
+            self._parameterNode.regionIsland = index
+
+    def onReferenceIslandChanged(self, index: int) -> None:
+        if self._parameterNode and index >= 0:
+            self._parameterNode.referenceIsland = index
 
     # ----- dependencies ------------------------------------------------------------------------
     def updateDependencyStatus(self) -> None:
@@ -508,6 +588,7 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
         self.worker = None
         self.state = None
         self.run = None
+        self._islands = {}           # segments' pieces on the CT, cached (``pieceChoices``)
         self.onEvent = None          # callback(event, state)
         self.onFinished = None       # callback(state, resultSegmentationNode or None)
         self.timer = qt.QTimer()
@@ -637,7 +718,93 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
             return _("Place a point on the finding.")
         if p.region == Region.BOX and not (p.roiNode and p.roiNode.GetNumberOfDefinedControlPoints()):
             return _("Place a box (ROI) around the region.")
+        if p.region == Region.SEGMENT:
+            if not (p.regionSegmentation and p.regionSegmentId):
+                return _("Choose the segment to explain.")
+            _choices, problem = self.islandChoices(p)
+            if problem:
+                return problem
         return None
+
+    # ----- a segment as the region -------------------------------------------------------------
+    def segmentOnCt(self, segNode, segmentId: str, ct):
+        """The segment as a label map node on the CT's grid (Slicer's export onto a reference
+        volume: any segmentation geometry) and its voxel count in its own geometry; the caller
+        removes the node."""
+        ids = vtk.vtkStringArray()
+        ids.InsertNextValue(segmentId)
+        labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "ShapSegExplain region")
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+                segNode, ids, labelmap, ct, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY):
+            slicer.mrmlScene.RemoveNode(labelmap)
+            raise ShapSegError(_("Could not resample the segment to the CT."), "bad_region")
+        segment = segNode.GetSegmentation().GetSegment(segmentId)
+        own = slicer.util.arrayFromSegmentInternalBinaryLabelmap(segNode, segmentId)   # its own geometry
+        return labelmap, int((own == segment.GetLabelValue()).sum()) if own is not None else 0
+
+    def pieceChoices(self, segNode, segmentId: str, ct) -> tuple[list[str], str | None]:
+        """A segment's piece list on the CT's grid, and why it cannot be a region (or None);
+        cached per segment while the segmentation and the CT are unchanged."""
+        if not (segNode and segmentId and ct):
+            return [], None
+        key = (segNode.GetID(), segmentId, segNode.GetMTime(), segNode.GetSegmentation().GetMTime(), ct.GetID(),
+               ct.GetMTime())
+        if key not in self._islands:
+            labelmap, voxels = self.segmentOnCt(segNode, segmentId, ct)
+            try:
+                mask = slicer.util.arrayFromVolume(labelmap) > 0
+                spacing = labelmap.GetSpacing()
+            finally:
+                slicer.mrmlScene.RemoveNode(labelmap)
+            problem = segment_region.region_problem(mask, voxels)
+            try:
+                found = [] if problem else segment_region.islands(mask, spacing)
+                choices = segment_region.island_choices(found) if found else []
+            except ImportError:     # scipy comes with the dependencies; until then the segment is one region
+                choices = [_("The whole segment (Install splits it into pieces)")]
+            self._islands = {k: v for k, v in self._islands.items() if k[:2] != key[:2]}   # one entry per segment
+            self._islands[key] = (choices, problem)
+        return self._islands[key]
+
+    def islandChoices(self, p) -> tuple[list[str], str | None]:
+        """The region segment's pieces (and its problem, if any)."""
+        return self.pieceChoices(p.regionSegmentation, p.regionSegmentId, p.inputVolume)
+
+    def exportPiece(self, segNode, segmentId: str, piece: int, ct, path: pathlib.Path) -> str:
+        """A segment's piece (0: all of it) written as a mask on the CT's grid, in world
+        coordinates like the CT: the job's --roi-mask, or its --reference."""
+        labelmap, _voxels = self.segmentOnCt(segNode, segmentId, ct)
+        try:
+            mask = segment_region.pick(slicer.util.arrayFromVolume(labelmap) > 0, piece)
+            slicer.util.updateVolumeFromArray(labelmap, mask.astype("uint8"))
+            labelmap.SetAndObserveTransformNodeID(ct.GetTransformNodeID())
+            slicer.util.exportNode(labelmap, str(path), {"useCompression": 1}, world=True)
+        finally:
+            slicer.mrmlScene.RemoveNode(labelmap)
+        return str(path)
+
+    @staticmethod
+    def targetForSegment(segNode, segmentId: str, classes: list[str]) -> str | None:
+        """The model class a segment is, from its name or its terminology (None: no match)."""
+        segment = segNode.GetSegmentation().GetSegment(segmentId) if segNode and segmentId else None
+        if segment is None:
+            return None
+        terminology = segment.GetTerminology() if hasattr(segment, "GetTerminology") else None
+        return segment_region.target_for_segment(segment.GetName(), terminology, classes)
+
+    def explainSegment(self, p, segNode, segmentId: str) -> str | None:
+        """"Explain this" on a segment: it becomes the region (all pieces), its CT the input
+        (the segmentation's reference volume, if any), the target its class if the model has
+        one; returns the guessed target."""
+        p.region, p.regionSegmentation, p.regionSegmentId, p.regionIsland = Region.SEGMENT, segNode, segmentId, 0
+        reference = segNode.GetNodeReference(slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole())
+        if reference is not None and reference.IsA("vtkMRMLScalarVolumeNode") \
+                and not reference.IsA("vtkMRMLLabelMapVolumeNode"):
+            p.inputVolume = reference
+        guess = self.targetForSegment(segNode, segmentId, self.modelClasses(p.modelPath) if p.modelPath else [])
+        if guess:
+            p.targetClass = guess
+        return guess
 
     # ----- starting ----------------------------------------------------------------------------
     @property
@@ -684,10 +851,14 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
             fixed_context=p.fixedContext,
             value=p.value.value, normalized=p.normalized, budget=p.budget, time_limit_s=p.timeLimitS, seed=p.seed,
             device=p.device.value, mirroring=p.mirroring, configuration=p.configuration, folds=p.folds)
-        request.ras_point, request.ras_bounds = self.regionOf(p)
+        if p.region == Region.SEGMENT:
+            request.roi_mask = self.exportPiece(p.regionSegmentation, p.regionSegmentId, p.regionIsland, ct,
+                                                inputs / "roi.nrrd")
+        else:
+            request.ras_point, request.ras_bounds = self.regionOf(p)
         if p.referenceSegmentation and p.referenceSegmentId:
-            request.reference = self.exportSegments(p.referenceSegmentation, [p.referenceSegmentId], ct,
-                                                    inputs / "reference.nrrd")[0]
+            request.reference = self.exportPiece(p.referenceSegmentation, p.referenceSegmentId, p.referenceIsland, ct,
+                                                 inputs / "reference.nrrd")
         if p.anatomySegmentation:
             ids = vtk.vtkStringArray()
             p.anatomySegmentation.GetSegmentation().GetSegmentIDs(ids)
@@ -914,7 +1085,8 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
         """Show the chosen result (and hide the others unless comparing)."""
         for node in slicer.util.getNodesByClass("vtkMRMLSegmentationNode"):
             if node.GetAttribute(RESULT_ATTRIBUTE) and node.GetDisplayNode():
-                node.GetDisplayNode().SetVisibility(showAll or (segNode is not None and node.GetID() == segNode.GetID()))
+                shown = showAll or (segNode is not None and node.GetID() == segNode.GetID())
+                node.GetDisplayNode().SetVisibility(shown)
 
     def jumpToPlayer(self, segNode, row: int) -> None:
         """Centre the slice views on the player of a table row."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 import torch
-from scipy import ndimage
 
+from ..components import piece_at
 from ..errors import ShapSegError
 from .case import Case
 from .evaluator import CostCounters, TileRunner, roi_labels
@@ -108,8 +108,7 @@ def roi_from_point(case: Case, index, target: int, snap_mm: float = 5.0,
             name = case.model.label_name(target)
             raise ShapSegError(f"the model does not predict '{name}' within {snap_mm:g} mm of the point",
                                "target_absent")
-        comp, _ = ndimage.label(target_mask)
-        component = comp == comp[seed]
+        component = piece_at(target_mask, seed)
         grow_lo, grow_hi = _touching_faces(component, lo, hi, shape)
         if not grow_lo.any() and not grow_hi.any():
             return component

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import ShapSegError
 from ..run.job import ExplainJob
 
-REGIONS = ("box", "point")
+REGIONS = ("box", "point", "segment")
 JOB_FILE, RESULT_DIR, PREVIEW_FILE, ANATOMY_LABELS_FILE = "job.json", "result", "players_preview.nrrd", \
     "anatomy_labels.json"
 
@@ -30,6 +30,7 @@ class RunRequest:
     region: str = "point"
     ras_bounds: list[float] | None = None
     ras_point: list[float] | None = None
+    roi_mask: str | None = None          # region "segment": the picked piece, exported on the CT's grid
     snap_mm: float = 5.0
     reference: str | None = None
     anatomy: str | None = None
@@ -92,6 +93,10 @@ def region_fields(request: RunRequest) -> dict:
         if request.ras_point is None or len(request.ras_point) != 3:
             raise ShapSegError("place a point on the finding first", "bad_region")
         return {"roi_point_ras": [float(v) for v in request.ras_point]}
+    if request.region == "segment":
+        if not request.roi_mask:
+            raise ShapSegError("choose the segment to explain first", "bad_region")
+        return {"roi_mask": str(request.roi_mask)}
     raise ShapSegError(f"region must be one of {', '.join(REGIONS)}, got '{request.region}'", "bad_region")
 
 

@@ -7,11 +7,14 @@ shap depends on in the main environment. ``Testing/slicer/test_real_mrml.py`` ru
 the main suite.
 
 Shims, only where slicer-core has no counterpart (all Qt or the application):
-``qt``, ``ctk`` (GUI toolkits), ``slicer.app`` (the Qt application: temporary path and
-version), ``slicer.i18n`` (Qt translation), ``slicer.parameterNodeWrapper`` and
+``qt``, ``ctk`` (GUI toolkits), ``slicer.app`` (the Qt application: temporary path, version,
+and the IO manager ``slicer.util.exportNode`` writes through), ``slicer.i18n`` (Qt translation),
+``slicer.parameterNodeWrapper`` and
 ``slicer.ScriptedLoadableModule`` (Slicer's Python GUI packages, not in the wheel).
 Everything else the tested paths touch is real: the scene, nodes, events, observers
-(``slicer.util.VTKObservationMixin``), ``slicer.util.NodeModify``, storage nodes.
+(``slicer.util.VTKObservationMixin``), ``slicer.util.NodeModify``, storage nodes, the
+segmentations logic; the segmentation converter rules are registered as Slicer's
+Segmentations module does at startup.
 """
 from __future__ import annotations
 
@@ -58,14 +61,42 @@ def _install_shims() -> None:
         "ScriptedLoadableModuleWidget")})
 
 
+class _IOManager:
+    """``slicer.app.coreIOManager()`` for ``slicer.util.exportNode``: Slicer's IO manager writes
+    a node through its default storage node, which is what this does (the storage nodes are real)."""
+
+    def extractKnownExtension(self, filename, node):
+        return "." + filename.split(".", 1)[1] if "." in filename else ""
+
+    def fileWriterExtensions(self, node):
+        return ["NRRD (.nrrd)", "NRRD (.nhdr)", "NIfTI (.nii.gz)", "NIfTI (.nii)"]
+
+    def exportNodes(self, nodeIDs, fileNames, properties, hardenTransform, userMessages):
+        import slicer
+        ok = True
+        for nodeID, fileName in zip(nodeIDs, fileNames):
+            node = slicer.mrmlScene.GetNodeByID(nodeID)
+            if hardenTransform and node.GetParentTransformNode() is not None:
+                raise NotImplementedError("the shim writes untransformed nodes only")
+            storage = node.CreateDefaultStorageNode()
+            storage.SetFileName(fileName)
+            storage.SetUseCompression(int(properties.get("useCompression", 1)))
+            ok &= bool(storage.WriteData(node))
+        return ok
+
+
 @pytest.fixture(scope="session")
 def module():
     """ShapSegExplain.py loaded against real slicer-core (and the shims above)."""
     import slicer
     assert hasattr(slicer, "vtkMRMLScene"), "this is not slicer-core's slicer package"
     _install_shims()
+    factory = slicer.vtkSegmentationConverterFactory.GetInstance()    # what the Segmentations module does at startup
+    factory.RegisterConverterRule(slicer.vtkBinaryLabelmapToClosedSurfaceConversionRule())
+    factory.RegisterConverterRule(slicer.vtkClosedSurfaceToBinaryLabelmapConversionRule())
     slicer.mrmlScene = slicer.vtkMRMLScene()
-    slicer.app = types.SimpleNamespace(temporaryPath="/tmp", majorVersion=5, minorVersion=12)
+    io = _IOManager()
+    slicer.app = types.SimpleNamespace(temporaryPath="/tmp", majorVersion=5, minorVersion=12, coreIOManager=lambda: io)
     spec = importlib.util.spec_from_file_location("ShapSegExplain_real_mrml", MODULE)
     m = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(m)

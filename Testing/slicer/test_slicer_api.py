@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULE = ROOT / "ShapSegExplain" / "ShapSegExplain.py"
+MODULES = [ROOT / "ShapSegExplain" / name for name in ("ShapSegExplain.py", "ShapSegExplainSubjectHierarchyPlugin.py")]
 INDEX = Path(__file__).with_name("slicer_api_v5.10.0.json")
 # receivers that are not Slicer objects: Python's and other packages' (checked by their own tests)
 NOT_SLICER = {"pathlib", "psutil", "qt", "ctk", "PyTorchUtils", "os", "sys", "shutil", "logging", "json", "np",
@@ -40,7 +40,7 @@ def module_calls() -> set[tuple[str, str]]:
     """(where, name): ``util``/``app``/``modules`` for ``slicer.util.f``, ``slicer.app.p``,
     ``slicer.modules.m``; ``method`` for every other CamelCase method called (MRML/VTK style)."""
     found = set()
-    for node in ast.walk(ast.parse(MODULE.read_text())):
+    for node in (n for path in MODULES for n in ast.walk(ast.parse(path.read_text()))):
         if isinstance(node, ast.Attribute):
             owner = _dotted(node.value)
             if owner in ("slicer.util", "slicer.app", "slicer.modules"):
@@ -56,7 +56,8 @@ def module_calls() -> set[tuple[str, str]]:
 
 def missing_from(index: dict) -> list[str]:
     known = {"method": set(index["methods"]) | set(index["vtk_methods"]), "util": set(index["util"]),
-             "app": set(index["app"]) | QT_APPLICATION, "modules": set(index["modules"])}
+             "app": set(index["app"]) | QT_APPLICATION,
+             "modules": set(index["modules"]) | {"shapsegexplain"}}        # Slicer's, and this module
     return sorted(f"{where}.{name}" for where, name in module_calls() if name not in known[where])
 
 

@@ -59,7 +59,8 @@ def test_cmake_lists_every_shipped_file_and_only_existing_ones():
     """The module's CMake ships the script; the top-level one ships the engine and the resources
     from the top-level folders, each entry landing at <scripted-modules dir>/<entry>."""
     module = (MODULE_DIR / "CMakeLists.txt").read_text()
-    assert cmake_list(module, "MODULE_PYTHON_SCRIPTS") == ["ShapSegExplain.py"]
+    assert cmake_list(module, "MODULE_PYTHON_SCRIPTS") == ["ShapSegExplain.py", "ShapSegExplainSubjectHierarchyPlugin.py"]
+    assert all((MODULE_DIR / f).is_file() for f in cmake_list(module, "MODULE_PYTHON_SCRIPTS"))
     top = (ROOT / "CMakeLists.txt").read_text()
     scripts, resources = cmake_list(top, "LIB_PYTHON_SCRIPTS"), cmake_list(top, "LIB_PYTHON_RESOURCES")
     for f in scripts + resources:
@@ -137,10 +138,11 @@ def test_every_bound_widget_names_a_parameter_of_the_right_type():
 
 def test_parameters_without_a_bound_widget_are_handled_by_the_module():
     unbound = set(parameter_fields()) - set(bound_widgets())
-    assert unbound == {"targetClass", "referenceSegmentation", "referenceSegmentId"}
+    assert unbound == {"targetClass", "referenceSegmentation", "referenceSegmentId", "referenceIsland",
+                       "regionSegmentation", "regionSegmentId", "regionIsland"}
     source = MODULE.read_text()
     for name in unbound:
-        assert f"_parameterNode.{name} =" in source, name
+        assert f"_parameterNode.{name} =" in source or f"p.{name} =" in source, name
 
 
 def test_ui_custom_widgets_are_declared_and_scene_widgets_connected():
@@ -210,6 +212,7 @@ spec = importlib.util.spec_from_file_location("ShapSegExplain", {str(MODULE)!r})
 m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
 print(json.dumps({{"heavy": [h for h in {HEAVY!r} if h in sys.modules],
     "players": sorted(e.value for e in m.Players), "values": sorted(e.value for e in m.Value),
+    "regions": sorted(e.value for e in m.Region),
     "labels": [e.label() for e in (*m.Players, *m.Value, *m.Region, *m.Device)],
     "classes": [c for c in ("ShapSegExplain", "ShapSegExplainWidget", "ShapSegExplainLogic", "ShapSegExplainTest")
                 if hasattr(m, c)]}}))
@@ -219,7 +222,9 @@ print(json.dumps({{"heavy": [h for h in {HEAVY!r} if h in sys.modules],
     info = json.loads(out.stdout.strip().splitlines()[-1])
     assert info["heavy"] == [], "loading the module imported " + ", ".join(info["heavy"])
     from ShapSegExplainLib.choices import PLAYERS, VALUES
+    from ShapSegExplainLib.panel.run_request import REGIONS
     assert info["players"] == sorted(PLAYERS) and info["values"] == sorted(VALUES)
+    assert info["regions"] == sorted(REGIONS)
     assert all(info["labels"]) and len(info["classes"]) == 4
 
 
