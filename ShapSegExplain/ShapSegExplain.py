@@ -739,8 +739,12 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
             slicer.mrmlScene.RemoveNode(labelmap)
             raise ShapSegError(_("Could not resample the segment to the CT."), "bad_region")
         segment = segNode.GetSegmentation().GetSegment(segmentId)
-        own = slicer.util.arrayFromSegmentInternalBinaryLabelmap(segNode, segmentId)   # its own geometry
-        return labelmap, int((own == segment.GetLabelValue()).sum()) if own is not None else 0
+        try:                                     # its voxels in its own geometry: empty, or outside the CT?
+            own = slicer.util.arrayFromSegmentInternalBinaryLabelmap(segNode, segmentId)
+            voxels = int((own == segment.GetLabelValue()).sum())
+        except Exception:                        # no binary labelmap of its own (a surface-only segment)
+            voxels = int((slicer.util.arrayFromVolume(labelmap) > 0).sum())
+        return labelmap, voxels
 
     def pieceChoices(self, segNode, segmentId: str, ct) -> tuple[list[str], str | None]:
         """A segment's piece list on the CT's grid, and why it cannot be a region (or None);
