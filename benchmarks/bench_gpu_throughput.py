@@ -11,8 +11,10 @@ engine through ``nnUNetPredictor``. Reported, side by side in one run:
   step 1 (8 tiles, its own per-tile loop): tiles/s.
 
     python benchmarks/bench_gpu_throughput.py [--device cuda] [--seconds 10] [--quick]
+    python benchmarks/bench_gpu_throughput.py --model ../shared/models/abdo7-small --device cpu --mirroring off
 
-``--quick`` shrinks the network (patch 32×64×64) so that the script can be checked on a CPU.
+``--quick`` shrinks the network (patch 32×64×64) so that the script can be checked on a CPU;
+``--model`` measures a real results folder instead (the trained ``abdo7-small`` on CPU).
 """
 from __future__ import annotations
 
@@ -52,15 +54,18 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0, help="timing per setting")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     ap.add_argument("--quick", action="store_true", help="a small network (a CPU check of the script)")
+    ap.add_argument("--model", default=None, help="a real nnU-Net results folder instead of the random network")
+    ap.add_argument("--mirroring", choices=("both", "off", "on"), default="both")
     args = ap.parse_args()
     cuda = args.device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     shape = QUICK if args.quick else TOTALSEG
     labels = {"background": 0, **{f"class_{i}": i for i in range(1, 25)}}
     rows = []
+    mirrorings = {"both": (False, True), "off": (False,), "on": (True,)}[args.mirroring]
     with tempfile.TemporaryDirectory() as tmp:
-        folder = write_model_folder(Path(tmp) / "model", ModelSpec(labels=labels, **shape))
-        for mirroring in (False, True):
+        folder = args.model or write_model_folder(Path(tmp) / "model", ModelSpec(labels=labels, **shape))
+        for mirroring in mirrorings:
             model = load_model(folder, mirroring=mirroring, device=args.device)
             for bs in args.batches:
                 x = torch.randn(bs, 1, *model.patch_size)
