@@ -72,6 +72,8 @@ def markupsEvents(node) -> tuple[int, ...]:
     and ``ModifiedEvent`` (an ROI resized)."""
     names = ("PointPositionDefinedEvent", "PointModifiedEvent", "PointRemovedEvent")
     return tuple(getattr(node, n) for n in names if hasattr(node, n)) + (vtk.vtkCommand.ModifiedEvent,)
+
+
 POLL_MS = 150
 
 
@@ -99,7 +101,7 @@ Medical Image Segmentation" (2026). Uses nnU-Net, SimpleITK, slicerio and PyTorc
 
 
 #
-# Choices shown in combo boxes (labels are what the user reads; values what the job says)
+# At startup: the demo phantom in Sample Data, "Explain this" on segments
 #
 def onStartupCompleted() -> None:
     registerSampleData()
@@ -137,6 +139,9 @@ def loadDemoSample(source=None):
     return [p.inputVolume]
 
 
+#
+# Choices shown in combo boxes (labels are what the user reads; values what the job says)
+#
 class Device(enum.Enum):
     AUTO = "auto"
     CUDA = "cuda"
