@@ -527,10 +527,23 @@ class ShapSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if state.outcome == "result" and resultNode is not None:
             self.ui.progressBar.value = 100
             self._parameterNode.resultSegmentation = resultNode
+        elif state.outcome == "error" and state.error_code == "unsafe_checkpoint":
+            self.askToTrustCheckpoint(state.message)
         elif state.outcome == "error":
             self.ui.logCollapsibleButton.collapsed = False
             slicer.util.errorDisplay(state.message, windowTitle=_("ShapSeg Explain: the explanation failed"),
                                      detailedText="\n".join(state.log[-200:]))
+
+    def askToTrustCheckpoint(self, message: str) -> None:
+        """A checkpoint holding more than nnU-Net's own types: ask once for this folder, saying
+        why; yes loads it fully (and runs again), no leaves it refused."""
+        folder = str(self._parameterNode.modelPath)
+        if slicer.util.confirmYesNoDisplay(
+                _("{m}\n\nLoading it unpickles arbitrary Python objects, which can run code on this computer. "
+                  "Load this model anyway? Only if you trust where it comes from.").format(m=message),
+                windowTitle=_("ShapSeg Explain: an unusual model checkpoint")):
+            self.logic.trustedModelFolders.add(folder)
+            self.onApplyButton()
 
     # ----- results -----------------------------------------------------------------------------
     def showResult(self, segNode) -> None:
@@ -594,6 +607,7 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
         self.state = None
         self.run = None
         self._islands = {}           # segments' pieces on the CT, cached (``pieceChoices``)
+        self.trustedModelFolders: set[str] = set()   # the user allowed full unpickling (asked once per folder)
         self.onEvent = None          # callback(event, state)
         self.onFinished = None       # callback(state, resultSegmentationNode or None)
         self.timer = qt.QTimer()
@@ -859,7 +873,8 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
             players=p.players.value, spacing_mm=p.spacingMm, margin_mm=p.marginMm, min_size_ml=p.minSizeMl,
             fixed_context=p.fixedContext,
             value=p.value.value, normalized=p.normalized, budget=p.budget, time_limit_s=p.timeLimitS, seed=p.seed,
-            device=p.device.value, mirroring=p.mirroring, configuration=p.configuration, folds=p.folds)
+            device=p.device.value, mirroring=p.mirroring, configuration=p.configuration, folds=p.folds,
+            trust_checkpoint=str(p.modelPath) in self.trustedModelFolders)
         if p.region == Region.SEGMENT:
             request.roi_mask = self.exportPiece(p.regionSegmentation, p.regionSegmentId, p.regionIsland, ct,
                                                 inputs / "roi.nrrd")

@@ -38,6 +38,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help=f"{', '.join(DEVICES)} or cuda:N")
     g.add_argument("--batch-size", type=int, default=4,
                    help="tiles per network call; 1 replays nnU-Net's calls bit for bit (slower on CPU)")
+    g.add_argument("--trust-checkpoint", action="store_true",
+                   help="load a checkpoint that holds more than nnU-Net's own types (tensors, plans, numbers); "
+                        "unpickling it can run code: only for a model from a source you trust")
 
 
 def add_roi_args(p: argparse.ArgumentParser) -> None:

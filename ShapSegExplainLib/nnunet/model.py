@@ -21,7 +21,7 @@ from ..choices import DEVICES
 from ..errors import ShapSegError
 
 CHECKPOINT = "checkpoint_final.pth"
-MODEL_FIELDS = ("configuration", "folds", "checkpoint", "mirroring", "step", "device", "batch_size")
+MODEL_FIELDS = ("configuration", "folds", "checkpoint", "mirroring", "step", "device", "batch_size", "trust_checkpoint")
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class ModelSettings:
     step: float = 0.5                  # nnU-Net's tile_step_size
     device: str = "auto"
     batch_size: int = 4
+    trust_checkpoint: bool = False     # unpickle anything in the checkpoint (the user trusts the folder)
 
     @classmethod
     def of(cls, source) -> "ModelSettings":
@@ -129,8 +130,7 @@ class NNUNetModel:
     def _initialise(self) -> None:
         try:
             with contextlib.redirect_stdout(io.StringIO()):
-                self.predictor.initialize_from_trained_model_folder(
-                    str(self.model_dir), tuple(self.folds), self.settings.checkpoint)
+                self._initialise_predictor()
         except ShapSegError:
             raise
         except Exception as e:  # noqa: BLE001 - anything nnU-Net raises on a broken folder
@@ -140,10 +140,50 @@ class NNUNetModel:
             raise ShapSegError(f"cannot load the nnU-Net model in {self.model_dir}: {type(e).__name__}: {detail}",
                                "bad_model") from e
 
+    def _initialise_predictor(self) -> None:
+        """``nnUNetPredictor.initialize_from_trained_model_folder``'s steps with nnU-Net's own
+        parts (plans, trainer class, network builder, ``manual_initialization``), except that
+        the checkpoints are read by ``read_checkpoint`` instead of an unrestricted unpickling."""
+        import inspect
+
+        from batchgenerators.utilities.file_and_folder_operations import load_json
+        from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+        from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+        from .checkpoint import read_checkpoint
+        dataset_json = load_json(str(self.model_dir / "dataset.json"))
+        plans_manager = PlansManager(load_json(str(self.model_dir / "plans.json")))
+        checkpoints = [read_checkpoint(self._checkpoint_path(f), self.settings.trust_checkpoint) for f in self.folds]
+        first = checkpoints[0]
+        configuration_manager = plans_manager.get_configuration(first["init_args"]["configuration"])
+        trainer_name = first["trainer_name"]
+        trainer_class = recursive_find_trainer_class_by_name(trainer_name)
+        if trainer_class is None:
+            raise ShapSegError(f"cannot load the nnU-Net model in {self.model_dir}: trainer class '{trainer_name}' "
+                               "is not installed", "bad_model")
+        channels = (determine_num_input_channels(plans_manager, configuration_manager, dataset_json),
+                    plans_manager.get_label_manager(dataset_json).num_segmentation_heads)
+        if "plans_manager" in inspect.signature(trainer_class.build_network_architecture).parameters:
+            network = trainer_class.build_network_architecture(plans_manager, configuration_manager, *channels,
+                                                               enable_deep_supervision=False)
+        else:                # the older signature nnU-Net still accepts
+            c = configuration_manager
+            network = trainer_class.build_network_architecture(
+                c.network_arch_class_name, c.network_arch_init_kwargs, c.network_arch_init_kwargs_req_import,
+                *channels, enable_deep_supervision=False)
+        parameters = [c["network_weights"] for c in checkpoints]
+        network.load_state_dict(parameters[0])
+        self.predictor.manual_initialization(network, plans_manager, configuration_manager, parameters, dataset_json,
+                                             trainer_name, first.get("inference_allowed_mirroring_axes"))
+
+    def _checkpoint_path(self, fold) -> Path:
+        return self.model_dir / f"fold_{fold}" / self.settings.checkpoint
+
     def _trainer_name(self) -> str:
-        ckpt = self.model_dir / f"fold_{self.folds[0]}" / self.settings.checkpoint
+        from .checkpoint import read_checkpoint
         try:
-            return str(torch.load(ckpt, map_location="cpu", weights_only=False).get("trainer_name", "?"))
+            return str(read_checkpoint(self._checkpoint_path(self.folds[0])).get("trainer_name", "?"))
         except Exception:  # noqa: BLE001
             return "?"
 

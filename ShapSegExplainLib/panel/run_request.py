@@ -49,6 +49,7 @@ class RunRequest:
     mirroring: bool = False
     configuration: str = ""
     folds: str = ""
+    trust_checkpoint: bool = False       # the user said yes for this model folder (the panel asks once)
 
 
 @dataclass
@@ -113,6 +114,7 @@ def job_for(request: RunRequest, folder: Path) -> ExplainJob:
         budget=int(request.budget) or None, seed=int(request.seed), time_limit=request.time_limit_s or None,
         configuration=request.configuration or None, folds=parse_folds(request.folds),
         mirroring=request.mirroring, device=request.device, preview=str(folder / PREVIEW_FILE),
+        trust_checkpoint=bool(request.trust_checkpoint),
         **region_fields(request),
     ).check()
 

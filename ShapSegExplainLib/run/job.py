@@ -71,6 +71,7 @@ class ExplainJob:
     step: float = 0.5
     device: str = "auto"
     batch_size: int = 4
+    trust_checkpoint: bool = False  # unpickle anything the checkpoint holds (else only nnU-Net's own types)
     # bookkeeping (not inputs of the computation)
     preview: str | None = None      # where to write the player map as soon as it exists (live overlay)
     extra: dict = field(default_factory=dict)
@@ -118,6 +119,8 @@ class ExplainJob:
             raise ShapSegError("faithfulness-steps must be 0 (off) or a positive whole number", "bad_option")
         if not 0 < float(self.step) <= 1:
             raise ShapSegError("step must be in (0, 1]", "bad_option")
+        if not isinstance(self.trust_checkpoint, bool):      # "false" in a job file must not mean yes
+            raise ShapSegError(f"trust-checkpoint must be true or false, got {self.trust_checkpoint!r}", "bad_option")
         self.target = str(self.target)
         return self
 
