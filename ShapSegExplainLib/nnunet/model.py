@@ -1,7 +1,9 @@
 """Load an nnU-Net v2 results folder and run tiles through it exactly as nnU-Net does.
 
-Everything numerical is nnU-Net's own code: ``nnUNetPredictor`` loads the folder
-(plans, dataset.json, checkpoints, trainer class), ``_internal_maybe_mirror_and_predict``
+Everything numerical is nnU-Net's own code: nnU-Net's plans, trainer class and network
+builder make the network and ``nnUNetPredictor.manual_initialization`` takes it with the
+weights, which ``checkpoint.read_checkpoint`` reads without unrestricted unpickling (nnU-Net's
+own loader would run whatever a crafted checkpoint holds); ``_internal_maybe_mirror_and_predict``
 runs one batch with mirroring TTA, and ``compute_gaussian`` gives the importance map.
 This module only keeps one network per fold (so an ensemble needs no reloading of
 state dicts between batches) and applies nnU-Net's Gaussian weighting to a batch.
