@@ -42,10 +42,19 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> dict:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = _UNSUPPORTED.search(str(e))
-        what = next((g for g in found.groups() if g), "an object") if found else "an object"
+        if not found:                   # not a refusal: a damaged file
+            raise ShapSegError(f"cannot read the checkpoint {path}: {_first_line(e)}", "bad_model") from None
+        what = next(g for g in found.groups() if g)
         raise ShapSegError(f"{path} holds '{what}', which nnU-Net checkpoints do not; loading it could run code. "
                            "If you trust where this model comes from, load it with --trust-checkpoint",
                            "unsafe_checkpoint") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise ShapSegError(f"cannot read the checkpoint {path}: {_first_line(e)}", "bad_model") from None
     if not isinstance(checkpoint, dict) or "network_weights" not in checkpoint:
         raise ShapSegError(f"{path} is not an nnU-Net checkpoint (no network_weights)", "bad_model")
     return checkpoint
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

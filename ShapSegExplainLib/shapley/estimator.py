@@ -532,8 +532,9 @@ def shapley_values(game: Game, n_players: int, budget: int, seed: int = 0, batch
     if is_exact(m, budget):
         return _exact(game, m, seed, batch_size, on_batch, budget, stop_fn)
     if budget < 2 * m + 2:
+        exact = f"2^M = {2 ** m}" if m <= 20 else "2^M, astronomically many,"
         raise ShapSegError(f"a budget of {budget} coalitions is too small for {m} players: KernelSHAP needs at "
-                           f"least 2M+2 = {2 * m + 2} (or 2^M = {2 ** min(m, 62)} for exact values)", "bad_budget")
+                           f"least 2M+2 = {2 * m + 2} (or {exact} for exact values)", "bad_budget")
     run = KernelShapRun(game, m, seed=seed, resamples=resamples, size_sampling=size_sampling, se_method=se_method,
                         always_singletons=always_singletons, shrinkage=shrinkage, estimator=estimator,
                         max_order=max_order)

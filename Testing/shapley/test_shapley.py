@@ -188,3 +188,12 @@ def test_a_time_limit_interrupts_the_first_design_and_an_enumeration(m, budget):
     assert 2 < res.n_evaluations < (2 * m + 2 if m > 10 else 2 ** m)
     assert res.estimator.startswith("gp") and not res.exact
     assert res.values.sum() == pytest.approx(res.full_value - res.base_value, abs=1e-9)
+
+
+@pytest.mark.parametrize("m, shown", [(12, "2^M = 4096"), (439, "2^M, astronomically many,")])
+def test_a_too_small_budget_is_one_readable_line(m, shown):
+    """No 4611686018427387904 in a message for 439 players."""
+    with pytest.raises(ShapSegError) as e:
+        shapley_values(lambda c: np.zeros(len(c)), m, m)
+    assert e.value.code == "bad_budget" and f"2M+2 = {2 * m + 2}" in e.value.message and shown in e.value.message
+    assert not any(len(w) > 6 and w.isdigit() for w in e.value.message.split())
