@@ -746,24 +746,39 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
         return None
 
     # ----- a segment as the region -------------------------------------------------------------
-    def segmentOnCt(self, segNode, segmentId: str, ct):
-        """The segment as a label map node on the CT's grid (Slicer's export onto a reference
-        volume: any segmentation geometry) and its voxel count in its own geometry; the caller
-        removes the node."""
+    @staticmethod
+    def labelmapOnCt(segNode, segmentIds: list[str], ct):
+        """Segments as one label map node on the CT's grid (label i + 1 = segmentIds[i]):
+        Slicer's export onto a reference volume, whatever the segmentation's own geometry.
+        The caller removes the node."""
         ids = vtk.vtkStringArray()
-        ids.InsertNextValue(segmentId)
-        labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "ShapSegExplain region")
+        for s in segmentIds:
+            ids.InsertNextValue(s)
+        labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "ShapSegExplain export")
         if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
                 segNode, ids, labelmap, ct, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY):
             slicer.mrmlScene.RemoveNode(labelmap)
-            raise ShapSegError(_("Could not resample the segment to the CT."), "bad_region")
+            raise ShapSegError(_("Could not resample the segmentation {n} to the CT.").format(n=segNode.GetName()),
+                               "bad_segmentation")
+        return labelmap
+
+    @staticmethod
+    def writeLikeCt(labelmap, ct, path: pathlib.Path) -> str:
+        """A label map on the CT's grid written in world coordinates, like the CT."""
+        labelmap.SetAndObserveTransformNodeID(ct.GetTransformNodeID())
+        slicer.util.exportNode(labelmap, str(path), {"useCompression": 1}, world=True)
+        return str(path)
+
+    @staticmethod
+    def ownVoxels(segNode, segmentId: str, onCt) -> int:
+        """A segment's voxels in its own geometry (empty, or outside the CT?); a segment with no
+        binary labelmap of its own (surface only) counts its voxels on the CT."""
         segment = segNode.GetSegmentation().GetSegment(segmentId)
-        try:                                     # its voxels in its own geometry: empty, or outside the CT?
+        try:
             own = slicer.util.arrayFromSegmentInternalBinaryLabelmap(segNode, segmentId)
-            voxels = int((own == segment.GetLabelValue()).sum())
-        except Exception:                        # no binary labelmap of its own (a surface-only segment)
-            voxels = int((slicer.util.arrayFromVolume(labelmap) > 0).sum())
-        return labelmap, voxels
+            return int((own == segment.GetLabelValue()).sum())
+        except Exception:
+            return int(onCt.sum())
 
     def pieceChoices(self, segNode, segmentId: str, ct) -> tuple[list[str], str | None]:
         """A segment's piece list on the CT's grid, and why it cannot be a region (or None);
@@ -773,13 +788,13 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
         key = (segNode.GetID(), segmentId, segNode.GetMTime(), segNode.GetSegmentation().GetMTime(), ct.GetID(),
                ct.GetMTime())
         if key not in self._islands:
-            labelmap, voxels = self.segmentOnCt(segNode, segmentId, ct)
+            labelmap = self.labelmapOnCt(segNode, [segmentId], ct)
             try:
                 mask = slicer.util.arrayFromVolume(labelmap) > 0
                 spacing = labelmap.GetSpacing()
             finally:
                 slicer.mrmlScene.RemoveNode(labelmap)
-            problem = segment_region.region_problem(mask, voxels)
+            problem = segment_region.region_problem(mask, self.ownVoxels(segNode, segmentId, mask))
             try:
                 found = [] if problem else segment_region.islands(mask, spacing)
                 choices = segment_region.island_choices(found) if found else []
@@ -796,15 +811,13 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
     def exportPiece(self, segNode, segmentId: str, piece: int, ct, path: pathlib.Path) -> str:
         """A segment's piece (0: all of it) written as a mask on the CT's grid, in world
         coordinates like the CT: the job's --roi-mask, or its --reference."""
-        labelmap, _voxels = self.segmentOnCt(segNode, segmentId, ct)
+        labelmap = self.labelmapOnCt(segNode, [segmentId], ct)
         try:
             mask = segment_region.pick(slicer.util.arrayFromVolume(labelmap) > 0, piece)
             slicer.util.updateVolumeFromArray(labelmap, mask.astype("uint8"))
-            labelmap.SetAndObserveTransformNodeID(ct.GetTransformNodeID())
-            slicer.util.exportNode(labelmap, str(path), {"useCompression": 1}, world=True)
+            return self.writeLikeCt(labelmap, ct, path)
         finally:
             slicer.mrmlScene.RemoveNode(labelmap)
-        return str(path)
 
     @staticmethod
     def targetForSegment(segNode, segmentId: str, classes: list[str]) -> str | None:
@@ -908,17 +921,9 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
     def exportSegments(segNode, segmentIds: list[str], ct, path: pathlib.Path) -> tuple[str, dict[int, str]]:
         """Segments as one label map on the CT's grid (label i + 1 = segmentIds[i]), exported in
         world coordinates like the CT; returns the file and the label names."""
-        ids = vtk.vtkStringArray()
-        for s in segmentIds:
-            ids.InsertNextValue(s)
-        labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "ShapSegExplain export")
+        labelmap = ShapSegExplainLogic.labelmapOnCt(segNode, segmentIds, ct)
         try:
-            if not slicer.modules.segmentations.logic().ExportSegmentsToLabelmapNode(
-                    segNode, ids, labelmap, ct, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY):
-                raise ShapSegError(_("Could not resample the segmentation {n} to the CT.").format(n=segNode.GetName()),
-                                   "bad_segmentation")
-            labelmap.SetAndObserveTransformNodeID(ct.GetTransformNodeID())
-            slicer.util.exportNode(labelmap, str(path), {"useCompression": 1}, world=True)
+            ShapSegExplainLogic.writeLikeCt(labelmap, ct, path)
         finally:
             slicer.mrmlScene.RemoveNode(labelmap)
         segmentation = segNode.GetSegmentation()

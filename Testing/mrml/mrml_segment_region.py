@@ -107,6 +107,11 @@ def test_the_smaller_island_becomes_the_jobs_roi_mask_voxel_for_voxel(module, sc
     expected[boxes_on_ct()[0]] = True
     assert np.array_equal(sitk.GetArrayFromImage(reference) > 0, expected)
     assert np.allclose(reference.GetOrigin(), lps_origin)
+    # the anatomy path: whole segments as labels 1, 2, ... on the same grid
+    anatomy, names = logic.exportSegments(seg, [segmentId], ct, tmp_path / "anatomy.nrrd")
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(anatomy))
+    assert names == {1: "kidney left"} and set(np.unique(labels)) == {0, 1}
+    assert np.array_equal(labels > 0, (sitk.GetArrayFromImage(image) > 0) | expected)
 
 
 def test_an_empty_or_outside_segment_disables_explain_with_one_line(module, scene):
