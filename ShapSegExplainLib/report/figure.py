@@ -52,8 +52,8 @@ def draw_report(inputs: ReportInputs, window: str | None = None, show_uncertain:
     for col, view in enumerate(cut):
         draw_view(fig.add_subplot(grid[0, col]), view, styles, win, f"{view.name} (slice {at[col] + 1})")
     if coarse:
-        _coarse_view(fig.add_subplot(grid[0, 3]), inputs, coarse, cut[0], win, show_uncertain)
-    _colorbar(fig, grid[0, n_top], styles, rows, unit)
+        _coarse_view(fig.add_subplot(grid[0, 3]), coarse, cut[0], win, show_uncertain)
+    _colorbar(fig, grid[0, n_top], rows, unit)
     bottom = grid[1, :].subgridspec(1, 3, width_ratios=[1.5, 1, 1])
     bars(fig.add_subplot(bottom[0, 0]), rows, styles, unit)
     curves(fig.add_subplot(bottom[0, 1]), expl.get("faithfulness"), unit)
@@ -80,7 +80,7 @@ def coarse_players(rows: list[dict]) -> dict | None:
     return {"names": names, "index": index, "phi": phi, "se": se, "kinds": kinds}
 
 
-def _coarse_view(ax, inputs: ReportInputs, coarse: dict, fine_view, win, show_uncertain: bool) -> None:
+def _coarse_view(ax, coarse: dict, fine_view, win, show_uncertain: bool) -> None:
     """The axial cut coloured by the first level's players (its own colour scale)."""
     from dataclasses import replace
     lut = np.concatenate([[0], coarse["index"] + 1])
@@ -91,7 +91,7 @@ def _coarse_view(ax, inputs: ReportInputs, coarse: dict, fine_view, win, show_un
                                      f"own colour scale ±{scale:.3g}")
 
 
-def _colorbar(fig, cell, styles, rows, unit: str) -> None:
+def _colorbar(fig, cell, rows, unit: str) -> None:
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
