@@ -36,8 +36,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-mirroring", dest="mirroring", action="store_false", help=argparse.SUPPRESS)
     g.add_argument("--step", type=float, default=0.5, help="tile step size (nnU-Net's default 0.5)")
     g.add_argument("--device", default="auto", help=f"{', '.join(DEVICES)} or cuda:N")
-    g.add_argument("--batch-size", type=int, default=4,
-                   help="tiles per network call; 1 replays nnU-Net's calls bit for bit (slower on CPU)")
+    g.add_argument("--batch-size", type=int, default=0,
+                   help="tiles per network call; 1 replays nnU-Net's calls bit for bit (slower on CPU); "
+                        "default 0: from memory (up to 4 on a CPU, 16 on a GPU)")
     g.add_argument("--trust-checkpoint", action="store_true",
                    help="load a checkpoint that holds more than nnU-Net's own types (tensors, plans, numbers); "
                         "unpickling it can run code: only for a model from a source you trust")
@@ -224,6 +225,13 @@ def add_explain_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tolerance", type=float, default=d.tolerance,
                    help="freeze ROI tiles whose Gaussian share of the fused logits is at most this; the bound on the "
                         "logit change is reported (default %(default)s: exact)")
+    g.add_argument("--proxy-tolerance", type=float, default=d.proxy_tolerance,
+                   help="play a proxy game with the ROI tiles of Gaussian share at most this frozen, and correct it "
+                        "with 2M+2 exact coalitions per sampled game (a control variate: no bias of its own; "
+                        "default %(default)s; 0 = off)")
+    g.add_argument("--cost-candidates", type=int, default=d.cost_candidates,
+                   help="GP: draw each sampled pair as the cheapest in tile forwards of this many (default "
+                        "%(default)s: uniform)")
     g.add_argument("--baseline-hu", type=float, default=d.baseline_hu,
                    help="what an absent player's voxels become, in HU (default %(default)s: air)")
     g.add_argument("--fixed-context", dest="context_player", action="store_false",

@@ -6,14 +6,15 @@ Three real cases, each explained twice in this run (or read back from ``--reuse`
   TotalSegmentator reference in a box on the spleen's boundary (a true positive);
 * ``kidney_edge``   the same model: soft Dice of the left kidney in a box on its upper edge;
 * ``demo_fp``       the demo's false positive (phantom, demo model, soft FP volume);
-* ``kidney_box``    a box around the whole left kidney (494 flat hybrid players; only the
-  defaults are run: the paper setup would be about 4 940 coalitions × 6 tiles, hours).
+* ``kidney_box``    a box around the whole left kidney (494 flat hybrid players: the paper
+  setup is about 4 940 coalitions × 6 tiles, an hour or more on 2 cores).
 
 Setups: ``paper`` = flat hybrid players at the case's settings, ``--strategy paper``
 (only tiles with an absent player are re-run), KernelSHAP (``wls``) with paired sampling
 and a budget of 10·M, run to the budget; ``default`` = the engine's defaults; ``pruned`` =
 the defaults with ``--tolerance 0.01`` (its bound, and the error measured on re-run
-coalitions). All without test-time mirroring (the engine's default; it multiplies every
+coalitions); ``no_proxy`` and ``cost_aware`` = the defaults without the proxy game, and with
+cost-aware draws (``--cost-candidates 4``): what each lever pays. All without test-time mirroring (the engine's default; it multiplies every
 setup's cost by 8). Reported per case and setup: players, coalitions, tile forwards
 (sampling and faithfulness; setup forwards apart), wall seconds, AOPC, ABPC,
 deletion/insertion AUC, anatomical alignment, all from curves over the *removed volume* of
@@ -41,10 +42,14 @@ SEG = SHARED / "data" / "totalseg-example" / "seg_total.nii.gz"
 MODEL = SHARED / "models" / "abdo7-small"
 SPLEEN_TOTALSEG = 1
 
-PAPER_NOT_RUN = {"kidney_box"}
-SETUPS = {"paper": dict(strategy="paper", estimator="wls", budget=None, threshold=0.0, levels=1),
+SETUPS = {"paper": dict(strategy="paper", estimator="wls", budget=None, threshold=0.0, levels=1, proxy_tolerance=0.0),
           "default": {},
-          "pruned": dict(tolerance=0.01)}
+          "pruned": dict(tolerance=0.01),
+          "no_proxy": dict(proxy_tolerance=0.0),       # the levers one at a time: without the proxy game,
+          "cost_aware": dict(cost_candidates=4),       # with cost-aware draws
+          "time_limit_60": dict(time_limit=60.0)}      # the defaults stopped 60 s after sampling starts
+LEVERS = ("no_proxy", "cost_aware")
+TIME_LIMITED = {"time_limit_60": 60.0}
 
 
 def reference_mask(folder: Path, label: int) -> str:
@@ -94,28 +99,45 @@ def row(content: dict) -> dict:
     f, s = content["faithfulness"], content["stats"]
     return {"players": len(content["players"]), "coalitions": s["coalitions"],
             "tile_forwards": s["tile_forwards"], "setup_forwards": s["tile_forwards_setup"],
+            "sampling_forwards": s["tile_forwards_sampling"],
             "seconds": content.get("wall_seconds", s["seconds"]),
             "aopc": f["aopc"], "abpc": f["abpc"], "deletion_auc": f["deletion_auc"],
             "insertion_auc": f["insertion_auc"], "alignment": f.get("anatomical_alignment"),
             "levels": len(content.get("levels") or []) or 1, "reused": content.get("reused", False),
+            "sampling_seconds": s["seconds_by_phase"].get("shapley"), "stop_reason": content["shapley"]["stop_reason"],
             "pruning": content.get("pruning") or None, "phi": {r["name"]: r["phi"] for r in content["players"]},
             "ml_removed": f["ml_removed"], "morf": f["morf"], "lerf": f["lerf"]}
 
 
 def table(results: dict) -> str:
-    lines = ["| case | setup | players | coalitions | tile forwards | seconds | AOPC | ABPC | del AUC | ins AUC "
-             "| alignment |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| case | setup | players | coalitions | tile forwards (Shapley + rest) | seconds | AOPC | ABPC "
+             "| del AUC | ins AUC | alignment |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for case, by_setup in results.items():
         for setup, r in by_setup.items():
-            lines.append(f"| {case} | {setup} | {r['players']} | {r['coalitions']} | {r['tile_forwards']} | "
+            lines.append(f"| {case} | {setup} | {r['players']} | {r['coalitions']} | {r['tile_forwards']} "
+                         f"({r['sampling_forwards']} + {r['tile_forwards'] - r['sampling_forwards']}) | "
                          f"{r['seconds']:.0f} | {r['aopc']:.4g} | {r['abpc']:.4g} | {r['deletion_auc']:.4g} | "
                          f"{r['insertion_auc']:.4g} | {r['alignment'] if r['alignment'] is None else round(r['alignment'], 3)} |")
         for setup in ("default", "pruned"):
             if {"paper", setup} <= set(by_setup):
                 p, d = by_setup["paper"], by_setup[setup]
-                lines.append(f"| {case} | paper ÷ {setup} | | | **{p['tile_forwards'] / max(d['tile_forwards'], 1):.1f}×** | "
+                lines.append(f"| {case} | paper ÷ {setup} | | | **{p['tile_forwards'] / max(d['tile_forwards'], 1):.1f}×** "
+                             f"({p['sampling_forwards'] / max(d['sampling_forwards'], 1):.1f}× + "
+                             f"{(p['tile_forwards'] - p['sampling_forwards']) / max(d['tile_forwards'] - d['sampling_forwards'], 1):.1f}×) | "
                              f"{p['seconds'] / max(d['seconds'], 1e-9):.1f}× | "
                              f"{'≥' if d['aopc'] >= p['aopc'] else '<'} | {'≥' if d['abpc'] >= p['abpc'] else '<'} | | | |")
+        for lever in LEVERS:
+            if {"default", lever} <= set(by_setup):
+                d, x = by_setup["default"], by_setup[lever]
+                lines.append(f"| {case} | {lever} ÷ default | | | {x['tile_forwards'] / max(d['tile_forwards'], 1):.2f}× | "
+                             f"{x['seconds'] / max(d['seconds'], 1e-9):.2f}× | {x['aopc'] - d['aopc']:+.3g} | "
+                             f"{x['abpc'] - d['abpc']:+.3g} | | | |")
+    for case, by_setup in results.items():
+        for setup, limit in TIME_LIMITED.items():
+            if setup in by_setup:
+                r = by_setup[setup]
+                lines.append(f"| {case} | {setup}: sampling stopped after {r['sampling_seconds']:.1f} s "
+                             f"({(r['sampling_seconds'] - limit) / limit:+.1%}), {r['stop_reason']} | | | | | | | | | |")
     lines += ["", "| case | tiles kept | bound on \\|Δ logit\\| | measured max \\|Δ logit\\| | measured max \\|Δ value\\| "
               "| max \\|Δφ\\| vs default (same players) |", "|---|---|---|---|---|---|"]
     for case, by_setup in results.items():
@@ -134,6 +156,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", nargs="+", default=["spleen_dice", "kidney_edge", "demo_fp", "kidney_box"])
     ap.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    ap.add_argument("--levers-on", nargs="+", default=["spleen_dice", "kidney_edge", "demo_fp"],
+                    help="the cases the lever setups (no_proxy, cost_aware) run on")
+    ap.add_argument("--time-limit-on", nargs="+", default=["kidney_box"],
+                    help="the cases the time-limit check runs on")
     ap.add_argument("--out", default=None, help="keep the results here (default: a temporary folder)")
     ap.add_argument("--reuse", action="store_true", help="read back results already in --out")
     args = ap.parse_args()
@@ -142,7 +168,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for case in args.cases:
             for setup in args.setups:
-                if case in PAPER_NOT_RUN and setup == "paper":
+                if (setup in LEVERS and case not in args.levers_on) or \
+                        (setup in TIME_LIMITED and case not in args.time_limit_on):
                     continue
                 results.setdefault(case, {})[setup] = row(run_setup(case, setup, Path(tmp), folder, args.reuse))
                 print(json.dumps({"case": case, "setup": setup,

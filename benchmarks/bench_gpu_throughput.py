@@ -7,6 +7,7 @@ engine through ``nnUNetPredictor``. Reported, side by side in one run:
 
 * the engine's ``forward_weighted`` at batch 1, 2, 4, 8, 16 under nnU-Net's autocast
   (with and without mirroring): tiles/s and peak GPU memory;
+* the batch the engine chooses from memory (``--batch-size 0``: a probe forward on CUDA);
 * nnU-Net's own ``predict_sliding_window_return_logits`` on an image of 2×2×2 tiles at
   step 1 (8 tiles, its own per-tile loop): tiles/s.
 
@@ -67,6 +68,9 @@ def main() -> None:
         folder = args.model or write_model_folder(Path(tmp) / "model", ModelSpec(labels=labels, **shape))
         for mirroring in mirrorings:
             model = load_model(folder, mirroring=mirroring, device=args.device)
+            rows.append({"what": "batch from memory (--batch-size 0)", "mirroring": mirroring,
+                         "batch": model.batch_size, "tiles_per_s": None, **model.batch_choice.as_dict()})
+            print(json.dumps(rows[-1]), flush=True)
             for bs in args.batches:
                 x = torch.randn(bs, 1, *model.patch_size)
                 if cuda:

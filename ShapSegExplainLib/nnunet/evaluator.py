@@ -20,6 +20,12 @@ largest change of tile t's ROI logits; ``pruning`` reports that bound with D_t m
 between every player present and every player absent (two setup forwards per pruned tile;
 the first is its frozen output). That D_t assumes no coalition moves a frozen tile more than
 blanking every player does; the run also measures the real error on re-run coalitions.
+
+``proxy_tolerance`` defines a second, cheaper game on the same memo: ``evaluate(…, proxy=True)``
+also freezes the tiles whose share stays at or below it. The estimator corrects the proxy
+with exact evaluations (``shapley.proxy``), so no bound is needed; an exact evaluation of a
+coalition the proxy saw re-runs only the frozen tiles. ``missing_keys`` tells the estimator
+which tile outputs a coalition would need that the memo does not hold (cost-aware sampling).
 """
 from __future__ import annotations
 
@@ -129,7 +135,8 @@ class CoalitionEvaluator:
     def __init__(self, model: NNUNetModel, case: Case, plan: RoiPlan, player_map: np.ndarray,
                  n_players: int | None = None, strategy: str = "memo", baseline: str = "constant",
                  baseline_hu: float = -1024.0, blur_sigma_mm: float = 6.0,
-                 memory_budget_bytes: int = 2 << 30, batch_size: int | None = None, tolerance: float = 0.0) -> None:
+                 memory_budget_bytes: int = 2 << 30, batch_size: int | None = None, tolerance: float = 0.0,
+                 proxy_tolerance: float = 0.0) -> None:
         if strategy not in STRATEGIES:
             raise ShapSegError(f"unknown strategy '{strategy}' (use {', '.join(STRATEGIES)})", "bad_option")
         if baseline not in BASELINES:
@@ -146,7 +153,7 @@ class CoalitionEvaluator:
             raise ShapSegError("players cannot include nnU-Net's padding outside the image", "bad_players")
         self.counters = CostCounters()
         t0 = time.perf_counter()
-        self.runner = TileRunner(model, batch_size or model.settings.batch_size)
+        self.runner = TileRunner(model, batch_size or model.batch_size)
         self.memo = ByteLRU(memory_budget_bytes)
         self.fusion = Fusion(plan.grid, plan.roi_padded, list(plan.tiles), model.gaussian(), len(model.networks))
         padded = pad_data(model, case.data)
@@ -156,6 +163,7 @@ class CoalitionEvaluator:
         self._unperturbed: dict[int, torch.Tensor] = {}
         self._seen: set[tuple[int, bytes]] = set()
         self.pruned = self._prunable(float(tolerance))
+        self.proxy_frozen = self._prunable(max(float(proxy_tolerance), float(tolerance))) if proxy_tolerance > 0 else set()
         self.pruning: dict = {"tolerance": float(tolerance), "tiles": self.n_tiles, "tiles_kept": self.n_tiles - len(self.pruned)}
         self.counters.seconds["setup"] += time.perf_counter() - t0
         if self.pruned:
@@ -257,8 +265,28 @@ class CoalitionEvaluator:
         mask = lut[self.tile_labels[pos]]
         return torch.where(mask, self.tile_baselines[pos], self.tile_inputs[pos])
 
-    def evaluate(self, coalitions: np.ndarray) -> torch.Tensor:
-        """Fused ROI logits (k, C, n_roi) fp16 for a (k, n_players) bool array of coalitions."""
+    def frozen(self, proxy: bool = False) -> set[int]:
+        """Tiles held at their unperturbed output: the pruned ones, and the proxy's with ``proxy``."""
+        return self.pruned | self.proxy_frozen if proxy else self.pruned
+
+    def missing_keys(self, coalition: np.ndarray, proxy: bool = False) -> set[tuple[int, bytes]]:
+        """The (tile, absent-set) outputs ``coalition`` needs that the memo does not hold:
+        what evaluating it would cost (``memo`` strategy; the others re-run every tile)."""
+        absent = ~np.asarray(coalition, bool)
+        frozen = self.frozen(proxy)
+        out = set()
+        for pos, players in enumerate(self.tile_players):
+            local = absent[players]
+            if pos in frozen:
+                local = np.zeros_like(local)
+            key = (pos, np.packbits(local).tobytes())
+            if key not in self.memo:
+                out.add(key)
+        return out
+
+    def evaluate(self, coalitions: np.ndarray, proxy: bool = False) -> torch.Tensor:
+        """Fused ROI logits (k, C, n_roi) fp16 for a (k, n_players) bool array of coalitions
+        (``proxy``: with the proxy's tiles frozen too)."""
         coalitions = np.asarray(coalitions)
         if coalitions.ndim != 2 or coalitions.shape[1] != self.n_players or coalitions.dtype != bool:
             raise ValueError(f"coalitions must be a bool array (k, {self.n_players}), got "
@@ -270,7 +298,8 @@ class CoalitionEvaluator:
         c.tile_forwards_whole_image += k * len(self.plan.grid)
         absent = ~coalitions
         t0 = time.perf_counter()
-        per_tile = [self._tile_requests(pos, absent) for pos in range(self.n_tiles)]
+        frozen = self.frozen(proxy)
+        per_tile = [self._tile_requests(pos, absent, pos in frozen) for pos in range(self.n_tiles)]
         c.seconds["keys"] += time.perf_counter() - t0
         parts = self._resolve(per_tile, k)
         t0 = time.perf_counter()
@@ -280,10 +309,10 @@ class CoalitionEvaluator:
         c.cache_entries, c.peak_cache_bytes, c.evictions = len(self.memo), self.memo.peak_bytes, self.memo.evictions
         return out
 
-    def _tile_requests(self, pos: int, absent: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
+    def _tile_requests(self, pos: int, absent: np.ndarray, frozen: bool) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
         """Unique local absent-sets of one tile in a batch: (unique masks, inverse, keys)."""
         local = absent[:, self.tile_players[pos]]
-        if pos in self.pruned:                      # frozen at its unperturbed output
+        if frozen:                                  # held at its unperturbed output
             local = np.zeros_like(local)
         packed = np.packbits(local, axis=1) if local.shape[1] else np.zeros((local.shape[0], 0), np.uint8)
         uniq, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)

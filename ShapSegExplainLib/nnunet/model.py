@@ -37,7 +37,7 @@ class ModelSettings:
     mirroring: bool = True
     step: float = 0.5                  # nnU-Net's tile_step_size
     device: str = "auto"
-    batch_size: int = 4
+    batch_size: int = 0                # tiles per network call; 0 = chosen from memory (``nnunet.memory``)
     trust_checkpoint: bool = False     # unpickle anything in the checkpoint (the user trusts the folder)
 
     @classmethod
@@ -115,8 +115,8 @@ class NNUNetModel:
         self.device = resolve_device(settings.device)
         if not 0 < settings.step <= 1:
             raise ShapSegError(f"tile step size must be in (0, 1], got {settings.step}", "bad_option")
-        if settings.batch_size < 1:
-            raise ShapSegError(f"batch size must be >= 1, got {settings.batch_size}", "bad_option")
+        if settings.batch_size < 0:
+            raise ShapSegError(f"batch size must be >= 1 (or 0: from memory), got {settings.batch_size}", "bad_option")
         with contextlib.redirect_stdout(io.StringIO()):
             self.predictor = nnUNetPredictor(tile_step_size=settings.step, use_gaussian=True,
                                              use_mirroring=settings.mirroring,
@@ -128,6 +128,7 @@ class NNUNetModel:
                                "unsupported_model")
         self.networks = self._fold_networks()
         self._gaussian: torch.Tensor | None = None
+        self.batch_choice = None        # set on first use when the batch size comes from memory
 
     def _initialise(self) -> None:
         try:
@@ -230,6 +231,21 @@ class NNUNetModel:
     @property
     def num_outputs(self) -> int:
         return int(self.label_manager.num_segmentation_heads)
+
+    @property
+    def num_inputs(self) -> int:
+        from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+        return int(determine_num_input_channels(self.plans_manager, self.configuration_manager, self.dataset_json))
+
+    @property
+    def batch_size(self) -> int:
+        """Tiles per network call: the setting, or (0) the largest that memory allows, chosen once."""
+        if self.settings.batch_size > 0:
+            return int(self.settings.batch_size)
+        if self.batch_choice is None:
+            from .memory import choose_batch_size
+            self.batch_choice = choose_batch_size(self)
+        return self.batch_choice.size
 
     @property
     def mirror_axes(self) -> tuple[int, ...] | None:

@@ -73,7 +73,7 @@ class UnperturbedPrediction:
         self.padded = pad_data(self.model, case.data)
         self.outputs: dict[int, torch.Tensor] = {}
         self.counters = CostCounters()
-        self.runner = TileRunner(self.model, self.model.settings.batch_size)
+        self.runner = TileRunner(self.model, self.model.batch_size)
 
     def labels(self, region: np.ndarray) -> np.ndarray:
         """nnU-Net's labels on the voxels of a network-grid region (image-shaped bool)."""

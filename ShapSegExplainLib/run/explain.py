@@ -235,7 +235,7 @@ def explain_players(run: Run, model, case, target: int, roi: np.ndarray, players
     unit_ml = float(np.prod(case.spacing)) / 1000.0
     ids = tree.atoms.ids if tree is not None else pmap.ids
     ev = CoalitionEvaluator(model, case, plan, ids, m, strategy=job.strategy, baseline_hu=job.baseline_hu,
-                            tolerance=job.tolerance)
+                            tolerance=job.tolerance, proxy_tolerance=job.proxy_tolerance)
     full_logits = ev.evaluate(np.ones((1, m), bool))
     reference = reference_in_roi(case, job.reference, roi) if job.reference else None
     vf = value_function_for(model, job.value, target, full_logits, unit_ml, reference, job.normalized)
@@ -322,12 +322,31 @@ class Sampler:
         self.trace: list[dict] = []  # convergence: coalitions, tile forwards since sampling began, ratio
 
     def game(self, coalitions: np.ndarray) -> np.ndarray:
+        return self._play(coalitions, proxy=False)
+
+    def proxy_game(self, coalitions: np.ndarray) -> np.ndarray:
+        return self._play(coalitions, proxy=True)
+
+    def cost(self, coalition: np.ndarray, proxy: bool = False) -> set:
+        return self.ev.missing_keys(coalition, proxy)
+
+    def estimator_options(self) -> dict:
+        """The proxy and the cost-aware draws, where the job asks for them and they apply."""
+        job, ev = self.run.job, self.ev
+        out: dict = {}
+        if ev.proxy_frozen - ev.pruned:
+            out["proxy"] = self.proxy_game
+        if job.cost_candidates > 1 and ev.strategy == "memo":
+            out.update(cost=self.cost, candidates=job.cost_candidates)
+        return out
+
+    def _play(self, coalitions: np.ndarray, proxy: bool) -> np.ndarray:
         run, st = self.run, self.status
         out = []
         for i in range(0, len(coalitions), GAME_CHUNK):
             run.check()
             chunk = coalitions[i:i + GAME_CHUNK]
-            out.append(self.vf(self.ev.evaluate(chunk)))
+            out.append(self.vf(self.ev.evaluate(chunk, proxy=proxy)))
             st["done"] += len(chunk)
             extra = {} if st["ratio"] is None else {"ratio": st["ratio"]}
             run.emit({"event": "progress", "phase": st["phase"], "done": min(st["done"], max(self.total, st["done"])),
@@ -374,14 +393,17 @@ class Sampler:
         from ..shapley.estimator import shapley_values
         job = self.run.job
         self.start(f"Shapley values of {self.m} players", 2 ** self.m if is_exact(self.m, budget) else budget)
+        opts = self.estimator_options()
+        if "cost" in opts:
+            opts["proxy_cost"] = lambda c: self.cost(c, True)
         return shapley_values(self.game, self.m, budget, seed=job.seed, batch_size=job.coalition_batch,
                               threshold=job.threshold, on_batch=self.on_batch, estimator=job.estimator,
-                              stop=self.stop)
+                              stop=self.stop, **opts)
 
     def tree(self, players: PlayerSet, case):
         """Coarse to fine: the roots' game, then refinements; every level is emitted (players
         and φ) so the live overlay sharpens; returns the result, the final players and the levels."""
-        from ..shapley.hierarchy import level_budget, tree_shapley
+        from ..shapley.hierarchy import AtomGames, level_budget, tree_shapley
         job, tree = self.run.job, players.tree
         self.flat_mode = False
         self.coalition_cap = job.budget or 0
@@ -400,7 +422,8 @@ class Sampler:
             state["players"] = ps
             refined = res.refined[-1] if res.refined else None
             levels.append({"refined": None if refined is None else tree.names[refined], "players": len(res.nodes),
-                           "coalitions": res.n_evaluations, "tile_forwards": self.ev.counters.tile_forwards,
+                           "coalitions": res.n_evaluations, "proxy_coalitions": res.proxy_evaluations,
+                           "tile_forwards": self.ev.counters.tile_forwards,
                            "seconds": round(time.perf_counter() - self.t0, 3)})
             if refined is not None:
                 emit_players(self.run, case, ps, self.vf)
@@ -408,10 +431,12 @@ class Sampler:
             self.record(res.n_evaluations, ratio)
             self.partial(res.values, res.se, ratio, res.n_evaluations, self.planned)
 
-        res = tree_shapley(self.game, tree, seed=job.seed, max_refinements=job.refinements,
+        opts = self.estimator_options()
+        games = AtomGames(self.game, opts.pop("proxy", None), opts.pop("cost", None))
+        res = tree_shapley(games, tree, seed=job.seed, max_refinements=job.refinements,
                            min_share=job.refine_share, stop=self.stop, on_level=on_level,
                            threshold=job.threshold, estimator=job.estimator, batch_size=job.coalition_batch,
-                           on_batch=self.on_batch)
+                           on_batch=self.on_batch, **opts)
         return tree_result(res, tree, job.seed), state["players"], levels
 
 
@@ -424,7 +449,8 @@ def tree_result(res, tree, seed: int):
     history = [dict(h, game=k) for k, g in enumerate(games) for h in g.history]
     kinds = ", ".join(dict.fromkeys(g.estimator for g in games))
     return ShapleyResult(values=res.values, se=res.se, base_value=res.base_value, full_value=res.full_value,
-                         n_evaluations=res.n_evaluations, ratio=float(res.se.max() / spread) if spread > 0 else 0.0,
+                         n_evaluations=res.n_evaluations, proxy_evaluations=res.proxy_evaluations,
+                         ratio=float(res.se.max() / spread) if spread > 0 else 0.0,
                          exact=all(g.exact for g in games), stop_reason=res.stop_reason, seed=seed,
                          coalitions=res.atom_coalitions(tree),
                          game_values=np.concatenate([g.game_values for g in games]), history=history,
@@ -467,6 +493,7 @@ def describe(run: Run, expl: Explanation) -> dict:
         "additivity_error": result.additivity_error,
         "players": rows,
         "shapley": {"exact": result.exact, "estimator": result.estimator, "n_evaluations": result.n_evaluations,
+                    "proxy_evaluations": result.proxy_evaluations,
                     "stop_reason": result.stop_reason,
                     "convergence_ratio": result.ratio, "seed": result.seed, "budget": expl.budget,
                     "audit_players": int(np.shape(result.coalitions)[1]),
@@ -480,7 +507,9 @@ def describe(run: Run, expl: Explanation) -> dict:
         "players_summary": expl.players.summary,
         "model": {"folder": str(model.model_dir), "folds": [str(f) for f in model.folds],
                   "mirror_axes": list(model.mirror_axes or ()), "device": str(model.device),
-                  "network_spacing_mm": list(case.spacing), "patch_size": list(model.patch_size)},
+                  "network_spacing_mm": list(case.spacing), "patch_size": list(model.patch_size),
+                  "batch_size": model.batch_size,
+                  "batch_from_memory": model.batch_choice.as_dict() if model.batch_choice else None},
         "settings": job.to_dict(),
         "stats": stats,
     }

@@ -62,6 +62,8 @@ class ExplainJob:
     coalition_batch: int | None = None
     baseline_hu: float = -1024.0
     tolerance: float = 0.0          # prune ROI tiles whose Gaussian share stays at or below this (0 = exact)
+    proxy_tolerance: float = 0.05   # a proxy game with these tiles frozen, corrected by exact values (0 = none)
+    cost_candidates: int = 1        # cost-aware draws: the cheapest of this many same-size pairs (GP; 1 = uniform)
     faithfulness_steps: int = 10
     # model
     configuration: str | None = None
@@ -70,7 +72,7 @@ class ExplainJob:
     mirroring: bool = False         # TTA multiplies every coalition's cost by 8 in 3D: off unless asked
     step: float = 0.5
     device: str = "auto"
-    batch_size: int = 4
+    batch_size: int = 0             # tiles per network call; 0 = from memory (nnunet.memory)
     trust_checkpoint: bool = False  # unpickle anything the checkpoint holds (else only nnU-Net's own types)
     # bookkeeping (not inputs of the computation)
     preview: str | None = None      # where to write the player map as soon as it exists (live overlay)
@@ -101,12 +103,13 @@ class ExplainJob:
                                "bad_budget")
         if self.time_limit is not None and not self.time_limit > 0:
             raise ShapSegError("time-limit must be positive (seconds)", "bad_option")
-        for name, least in (("levels", 1), ("budget_forwards", 1), ("refinements", 0)):
+        for name, least in (("levels", 1), ("budget_forwards", 1), ("refinements", 0), ("cost_candidates", 1)):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < least):
                 raise ShapSegError(f"{name.replace('_', '-')} must be a whole number ≥ {least}, got {v!r}", "bad_option")
-        for name, ok, what in (("tolerance", lambda x: 0 <= x < 1, "at least 0 and below 1 (a share of the fused "
-                                "logits)"), ("refine_share", lambda x: 0 <= x <= 1, "between 0 and 1")):
+        share = "at least 0 and below 1 (a share of the fused logits)"
+        for name, ok, what in (("tolerance", lambda x: 0 <= x < 1, share), ("proxy_tolerance", lambda x: 0 <= x < 1, share),
+                               ("refine_share", lambda x: 0 <= x <= 1, "between 0 and 1")):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not ok(v):
                 raise ShapSegError(f"{name.replace('_', '-')} must be {what}, got {v!r}", "bad_option")

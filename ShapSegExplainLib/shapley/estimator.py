@@ -23,6 +23,14 @@
   Both impose efficiency (Σφ = v(N) - v(∅)) to rounding after every batch: the WLS fit as
   a KKT constraint, the GP because v(N) is observed without noise; the last rounding is
   spread evenly.
+* cost-aware draws (``cost``, GP only): each sampled pair is the cheapest of ``candidates``
+  pairs of the same size drawn uniformly, its cost being the tile outputs the memo lacks
+  (given the pairs already chosen for the batch). The choice depends on the coalitions and
+  the memo only, never on a game value, so the GP posterior, which conditions on the
+  evaluated coalitions whatever chose them, needs no reweighting (an ignorable design).
+  The WLS fit's post-stratified weights assume uniform draws within a size, so it always
+  draws uniformly.
+* a proxy game (``proxy``): see ``shapley.proxy``.
 * after every batch: φ, a standard error per player and the convergence ratio
   max SE / (max φ - min φ) (Covert & Lee 2021); stop below ``threshold``, at the budget
   or at the time limit.
@@ -44,6 +52,7 @@ from ..choices import ESTIMATORS
 from ..errors import ShapSegError
 
 Game = Callable[[np.ndarray], np.ndarray]
+Cost = Callable[[np.ndarray], set]      # coalition -> the (tile, key) outputs its evaluation would need
 SIZE_SAMPLING = ("leverage", "kernel", "sqrt_kernel")
 
 EXACT_MAX_PLAYERS = 10   # the default budget enumerates every coalition up to this many players
@@ -80,6 +89,9 @@ class ShapleyResult:
     history: list[dict] = field(default_factory=list)
     run: "KernelShapRun | None" = field(default=None, repr=False)
     estimator: str = "exact"
+    proxy_evaluations: int = 0                       # coalitions of a proxy game (``shapley.proxy``), apart
+    proxy_coalitions: np.ndarray | None = field(default=None, repr=False)
+    proxy_values: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def additivity_error(self) -> float:
@@ -171,6 +183,8 @@ class KernelShapRun:
         self.stratum_draws: dict[int, int] = {}
         self.stop: Callable[[], str | None] = lambda: None   # asked between chunks of evaluations
         self.chunk = EVAL_CHUNK
+        self.cost: Cost | None = None         # cost-aware draws (GP only), see the module docstring
+        self.candidates = 1
         self.stopped: str | None = None       # why evaluation stopped early (time limit, forward budget)
         self.partial = False                  # stopped inside the first design: only the GP can fit it
 
@@ -262,11 +276,11 @@ class KernelShapRun:
         before = self.n_evaluations
         draws, batch = [], []
         seen = set(self.rows)
+        planned: set = set()
         for _ in range(max_rounds):
             full = False
             for s in self._allocate(max(1, (n_new - len(batch) + 1) // 2)):
-                c = np.zeros(self.m, bool)
-                c[self.rng.choice(self.m, size=s, replace=False)] = True
+                c = self._draw(s, planned)
                 fresh = [x for x in (c, ~c) if np.packbits(x).tobytes() not in seen]
                 if len(batch) + len(fresh) > n_new:
                     full = True
@@ -290,6 +304,22 @@ class KernelShapRun:
             self.pair_draws[key] = self.pair_draws.get(key, 0) + 1
             self.n_draws += 1
         return self.n_evaluations - before
+
+    def _draw(self, size: int, planned: set) -> np.ndarray:
+        """A coalition of ``size``: uniform, or (cost-aware) the pair of least new cost among
+        ``candidates`` uniform ones; its tile outputs join ``planned``."""
+        picks = [self._uniform(size) for _ in range(self.candidates if self.cost is not None else 1)]
+        if len(picks) == 1:
+            return picks[0]
+        needs = [(self.cost(c) | self.cost(~c)) - planned for c in picks]
+        best = int(np.argmin([len(n) for n in needs]))
+        planned |= needs[best]
+        return picks[best]
+
+    def _uniform(self, size: int) -> np.ndarray:
+        c = np.zeros(self.m, bool)
+        c[self.rng.choice(self.m, size=size, replace=False)] = True
+        return c
 
     # -- the fit
     def _system(self) -> dict:
@@ -515,7 +545,9 @@ def shapley_values(game: Game, n_players: int, budget: int, seed: int = 0, batch
                    se_method: str | None = None, size_sampling: str = "leverage", always_singletons: bool | None = None,
                    shrinkage: str = "cv", on_batch: Callable[[dict], None] | None = None, min_pairs: int = 8,
                    estimator: str = "gp", max_order: int | None = None,
-                   stop: Callable[[], str | None] | None = None) -> ShapleyResult:
+                   stop: Callable[[], str | None] | None = None, cost: Cost | None = None, candidates: int = 1,
+                   proxy: Game | None = None, proxy_cost: Cost | None = None,
+                   residual_budget: int | None = None) -> ShapleyResult:
     """Shapley values of ``game`` over ``n_players`` with at most ``budget`` evaluations.
 
     ``on_batch`` gets after every batch a dict with ``values``, ``se``, ``ratio``,
@@ -523,11 +555,21 @@ def shapley_values(game: Game, n_players: int, budget: int, seed: int = 0, batch
     is the number of new coalitions per sampled batch. ``time_limit`` (seconds from this
     call) and ``stop`` (a reason to stop, or None) are checked every ``EVAL_CHUNK``
     evaluations, also inside the first design and an enumeration; what was evaluated by
-    then is fitted (by the GP when the design is incomplete) and returned."""
+    then is fitted (by the GP when the design is incomplete) and returned. ``cost`` and
+    ``candidates`` make the GP's draws cost-aware; ``proxy`` (with ``proxy_cost`` and
+    ``residual_budget``) plays a cheap proxy game and corrects it (``shapley.proxy``)."""
     m = int(n_players)
     if m < 1:
         raise ValueError("at least one player is needed")
     budget = int(budget)
+    if proxy is not None and not is_exact(m, budget):
+        from .proxy import with_proxy
+        return with_proxy(game, proxy, m, budget, residual_budget, cost=cost, proxy_cost=proxy_cost,
+                          seed=seed, batch_size=batch_size, threshold=threshold, time_limit=time_limit,
+                          resamples=resamples, se_method=se_method, size_sampling=size_sampling,
+                          always_singletons=always_singletons, shrinkage=shrinkage, on_batch=on_batch,
+                          min_pairs=min_pairs, estimator=estimator, max_order=max_order, stop=stop,
+                          candidates=candidates)
     stop_fn = _stopper(time_limit, stop)
     if is_exact(m, budget):
         return _exact(game, m, seed, batch_size, on_batch, budget, stop_fn)
@@ -539,6 +581,8 @@ def shapley_values(game: Game, n_players: int, budget: int, seed: int = 0, batch
                         always_singletons=always_singletons, shrinkage=shrinkage, estimator=estimator,
                         max_order=max_order)
     run.stop = stop_fn or run.stop
+    if estimator == "gp" and cost is not None and candidates > 1:
+        run.cost, run.candidates = cost, int(candidates)
     run.start(budget)
     return _drive(run, budget, batch_size, threshold, on_batch, min_pairs)
 

@@ -55,6 +55,10 @@ class TreeResult:
     def n_evaluations(self) -> int:
         return sum(g.n_evaluations for g in self.games)
 
+    @property
+    def proxy_evaluations(self) -> int:
+        return sum(g.proxy_evaluations for g in self.games)
+
     def atom_coalitions(self, tree) -> np.ndarray:
         """Every evaluated coalition of every game as the atoms present (the audit's rows)."""
         rows = [~((~g.coalitions).astype(np.int32) @ tree.membership(nodes).astype(np.int32) > 0)
@@ -65,21 +69,49 @@ class TreeResult:
 def node_game(atom_game: Game, membership: np.ndarray) -> Game:
     """A game over some nodes: an absent node's atoms are absent, every other atom present."""
     def game(coalitions: np.ndarray) -> np.ndarray:
-        absent = (~np.asarray(coalitions, bool)).astype(np.int32) @ membership.astype(np.int32) > 0
-        return atom_game(~absent)
+        return atom_game(atoms_present(coalitions, membership))
     return game
 
 
-def tree_shapley(atom_game: Game, tree, *, seed: int = 0, max_refinements: int = 6, min_share: float = 0.03,
+def atoms_present(coalitions: np.ndarray, membership: np.ndarray) -> np.ndarray:
+    """Node coalitions (k, nodes) or (nodes,) -> the atoms present."""
+    absent = (~np.asarray(coalitions, bool)).astype(np.int32) @ membership.astype(np.int32) > 0
+    return ~absent
+
+
+@dataclass
+class AtomGames:
+    """What every level plays, over the atoms: the game, and optionally a cheap proxy of it
+    (``shapley.proxy``) and the cost of a coalition, ``cost(atoms, proxy)`` (cost-aware draws)."""
+    game: Game
+    proxy: Game | None = None
+    cost: Callable[[np.ndarray, bool], set] | None = None
+
+    def play(self, membership: np.ndarray, n: int, budget: int, seed: int, stop, kwargs: dict) -> ShapleyResult:
+        """The Shapley values of the game over the nodes of ``membership``."""
+        extra: dict = {}
+        if self.proxy is not None:
+            extra.update(proxy=node_game(self.proxy, membership))
+        if self.cost is not None:
+            extra.update(cost=self._node_cost(membership, False), proxy_cost=self._node_cost(membership, True))
+        return shapley_values(node_game(self.game, membership), n, budget, seed=seed, stop=stop, **extra, **kwargs)
+
+    def _node_cost(self, membership: np.ndarray, proxy: bool):
+        return lambda c: self.cost(atoms_present(c, membership), proxy)
+
+
+def tree_shapley(atom_game: Game | AtomGames, tree, *, seed: int = 0, max_refinements: int = 6, min_share: float = 0.03,
                  stop: Callable[[], str | None] | None = None, on_level: Callable[[TreeResult], None] | None = None,
                  root_budget: int | None = None, per_child: int = BUDGET_PER_CHILD, **kwargs) -> TreeResult:
     """Coarse game over ``tree.roots()``, then refinements (see the module docstring).
     ``tree``: a ``players.levels.Tree``. ``kwargs`` go to ``shapley_values`` (estimator,
-    threshold, batch_size, on_batch, ...); ``on_level`` gets the result after every level."""
+    threshold, batch_size, on_batch, ...); ``on_level`` gets the result after every level.
+    ``atom_game`` may carry a proxy and a cost (``AtomGames``)."""
+    games = atom_game if isinstance(atom_game, AtomGames) else AtomGames(atom_game)
     stop = stop or (lambda: None)
     roots = tree.roots()
-    first = shapley_values(node_game(atom_game, tree.membership(roots)), len(roots),
-                           root_budget or level_budget(len(roots), per_child), seed=seed, stop=stop, **kwargs)
+    first = games.play(tree.membership(roots), len(roots), root_budget or level_budget(len(roots), per_child),
+                       seed, stop, kwargs)
     res = TreeResult(nodes=list(roots), values=first.values.copy(), se=first.se.copy(), base_value=first.base_value,
                      full_value=first.full_value, games=[first], game_nodes=[list(roots)])
     if on_level:
@@ -89,7 +121,7 @@ def tree_shapley(atom_game: Game, tree, *, seed: int = 0, max_refinements: int =
         if reason:
             res.stop_reason = reason
             return res
-        refine(res, tree, _pick(res, tree), atom_game, seed, stop, per_child, kwargs)
+        refine(res, tree, _pick(res, tree), games, seed, stop, per_child, kwargs)
         if on_level:
             on_level(res)
 
@@ -117,13 +149,12 @@ def _next_reason(res: TreeResult, tree, max_refinements: int, min_share: float) 
     return None
 
 
-def refine(res: TreeResult, tree, pos: int, atom_game: Game, seed: int, stop, per_child: int, kwargs: dict) -> None:
+def refine(res: TreeResult, tree, pos: int, games: AtomGames, seed: int, stop, per_child: int, kwargs: dict) -> None:
     """Replace the player at ``pos`` by its children, valued by the two-step rule."""
     node = res.nodes[pos]
     kids = tree.children(node)
     n = len(kids)
-    inner = shapley_values(node_game(atom_game, tree.membership(kids)), n, level_budget(n, per_child),
-                           seed=seed + len(res.games), stop=stop, **kwargs)
+    inner = games.play(tree.membership(kids), n, level_budget(n, per_child), seed + len(res.games), stop, kwargs)
     surplus = res.values[pos] - (inner.full_value - inner.base_value)
     values = inner.values + surplus / n
     se = np.sqrt(inner.se ** 2 + (res.se[pos] / n) ** 2)      # the parent's error shared equally (independent)

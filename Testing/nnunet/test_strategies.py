@@ -120,3 +120,30 @@ def test_pruning_freezes_low_share_tiles_within_its_reported_bound(setting):
     assert delta <= info["bound_logit"] + rounding, (delta, info)
     assert ev.counters.tile_forwards < ev0.counters.tile_forwards
     assert torch.equal(pruned[1], exact[1])                       # all present: nothing frozen differs
+
+
+def test_proxy_evaluation_is_the_pruned_game_and_an_exact_one_reruns_only_the_frozen_tiles(setting):
+    """``evaluate(proxy=True)`` is bit for bit the game at ``tolerance=proxy_tolerance``; the same
+    coalition evaluated exactly afterwards runs only the frozen tiles that hold an absent player
+    (the kept ones are in the memo) and gives the exact logits; ``missing_keys`` predicts every
+    forward."""
+    m = setting[4]
+    coalitions = random_coalitions(np.random.default_rng(3), 30, m)
+    coalitions[:2] = [np.zeros(m, bool), np.ones(m, bool)]
+    exact, _ = _run(setting, "memo", coalitions)
+    model, case, plan, pmap, _ = setting
+    probe = CoalitionEvaluator(model, case, plan, pmap, m)
+    peaks = sorted(float(w.max()) for w in probe.shares())
+    tol = (peaks[1] + peaks[2]) / 2                              # freezes the tiles of the two smallest shares
+    pruned, _ = _run(setting, "memo", coalitions, tolerance=tol)
+    ev = CoalitionEvaluator(model, case, plan, pmap, m, proxy_tolerance=tol)
+    assert len(ev.proxy_frozen) == sum(p <= tol for p in peaks) >= 2 and not ev.pruned
+    need = set().union(*(ev.missing_keys(c, proxy=True) for c in coalitions))
+    assert torch.equal(ev.evaluate(coalitions, proxy=True), pruned)
+    assert ev.counters.tile_forwards == len(need)
+    before = ev.counters.tile_forwards
+    need = set().union(*(ev.missing_keys(c) for c in coalitions))
+    assert need and {pos for pos, _ in need} <= ev.proxy_frozen
+    assert torch.equal(ev.evaluate(coalitions), exact)
+    assert ev.counters.tile_forwards - before == len(need)
+    assert not any(ev.missing_keys(c) for c in coalitions)

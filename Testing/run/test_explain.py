@@ -347,7 +347,8 @@ def test_time_limit_and_forward_budget_stop_sampling_with_a_complete_result(ct_f
 
 
 @pytest.mark.parametrize("field, value", [("tolerance", "x"), ("tolerance", 1.0), ("refine_share", 2),
-                                          ("levels", 0), ("refinements", -1), ("budget_forwards", True)])
+                                          ("levels", 0), ("refinements", -1), ("budget_forwards", True),
+                                          ("proxy_tolerance", 1.5), ("cost_candidates", 0)])
 def test_cost_settings_are_checked_before_any_work(tmp_path, field, value):
     """The coarse-to-fine, pruning and budget settings of a job file fail in ``check()`` with one line."""
     job = ExplainJob(ct="a.nii.gz", model=str(tmp_path / "no-model"), target="liver", out=str(tmp_path / "o"),
@@ -355,3 +356,22 @@ def test_cost_settings_are_checked_before_any_work(tmp_path, field, value):
     with pytest.raises(ShapSegError) as e:
         run_explanation(job)
     assert e.value.code == "bad_option" and field.replace("_", "-") in e.value.message and repr(value) in e.value.message
+
+
+def test_a_proxy_run_is_corrected_to_the_exact_game_and_audits_exact_values(ct_file, model_dirs, explained, tmp_path):
+    """With a proxy (most tiles frozen) and cost-aware draws: v(∅) and v(N) are the exact game's,
+    φ sums to them, every level says how many proxy coalitions it played, and the audit holds
+    exact values only (its full coalition is the exact v(N))."""
+    ref = explained["expl"]
+    expl = run_explanation(make_job(ct_file, model_dirs["one_fold"], tmp_path / "p", proxy_tolerance=0.9,
+                                    cost_candidates=4))
+    assert expl["shapley"]["proxy_evaluations"] > 0 and "proxy" in expl["shapley"]["estimator"]
+    assert sum(level["proxy_coalitions"] > 0 for level in expl["levels"]) >= 1
+    assert expl["full_value"] == ref["full_value"] and expl["base_value"] == ref["base_value"]
+    phi = np.array([p["phi"] for p in expl["players"]])
+    assert abs(phi.sum() - (expl["full_value"] - expl["base_value"])) < 1e-9
+    audit = np.load(tmp_path / "p" / "coalitions.npz")
+    m = int(audit["n_players"])
+    coalitions = np.unpackbits(audit["coalitions"], axis=1)[:, :m].astype(bool)
+    assert (audit["values"][coalitions.all(axis=1)] == ref["full_value"]).all()
+    assert audit["values"].shape[0] == expl["shapley"]["n_evaluations"]

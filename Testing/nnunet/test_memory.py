@@ -1,0 +1,32 @@
+"""The tile batch size chosen from memory (``--batch-size 0``)."""
+import pytest
+
+from ShapSegExplainLib.nnunet import memory
+from ShapSegExplainLib.nnunet.model import load_model
+
+
+def test_fit_takes_the_largest_power_of_two_that_fits_under_the_cap():
+    assert memory.fit(100, 10_000, 0.5, 16) == 32 // 2          # 50 tiles fit: capped at 16
+    assert memory.fit(100, 1_000, 0.5, 16) == 4                 # 5 fit: the power of two below
+    assert memory.fit(100, 150, 0.5, 16) == 1                   # none fits: still one
+    assert memory.fit(100, 10_000, 0.5, 4) == 4
+
+
+def test_the_estimate_grows_with_the_patch_and_the_features():
+    arch = {"features_per_stage": [8, 16, 32], "strides": [1, 2, [1, 2, 2]]}
+    small = memory.estimated_tile_bytes(arch, (16, 32, 32), 3)
+    assert memory.estimated_tile_bytes(arch, (32, 64, 64), 3) > 7 * small
+    wide = {"features_per_stage": [16, 32, 64], "strides": arch["strides"]}
+    assert memory.estimated_tile_bytes(wide, (16, 32, 32), 3) > 1.8 * small
+    # stage 0: 8·16·32·32, stage 1: 16·8·16·16, stage 2: 32·8·8·8 voxels; output 3 channels
+    sizes = [8 * 16 * 32 * 32, 16 * 8 * 16 * 16, 32 * 8 * 8 * 8]
+    assert small == 4 * (2 * sum(sizes) + 3 * max(sizes) + 3 * 16 * 32 * 32)
+
+
+@pytest.mark.parametrize("free, expected", [(1 << 40, 4), (0, 1)])
+def test_a_cpu_run_takes_four_tiles_unless_memory_is_short(model_dirs, monkeypatch, free, expected):
+    monkeypatch.setattr(memory, "available_cpu_bytes", lambda: free)
+    model = load_model(model_dirs["one_fold"], mirroring=False, device="cpu")
+    assert model.settings.batch_size == 0 and model.batch_size == expected
+    assert model.batch_choice.how == "cpu estimate" and model.batch_choice.tile_bytes > 0
+    assert load_model(model_dirs["one_fold"], mirroring=False, device="cpu", batch_size=3).batch_size == 3
