@@ -14,13 +14,15 @@ Setups: ``paper`` = flat hybrid players at the case's settings, ``--strategy pap
 and a budget of 10·M, run to the budget; ``default`` = the engine's defaults; ``pruned`` =
 the defaults with ``--tolerance 0.01`` (its bound, and the error measured on re-run
 coalitions); ``no_proxy`` and ``cost_aware`` = the defaults without the proxy game, and with
-cost-aware draws (``--cost-candidates 4``): what each lever pays. All without test-time mirroring (the engine's default; it multiplies every
+cost-aware draws (``--cost-candidates 4``): what each lever pays (kidney edge and demo);
+``refine_8`` = two refinements more (kidney box); ``time_limit_60`` = the defaults with
+``--time-limit 60`` (kidney box: how close to 60 s sampling stops). All without test-time mirroring (the engine's default; it multiplies every
 setup's cost by 8). Reported per case and setup: players, coalitions, tile forwards
 (sampling and faithfulness; setup forwards apart), wall seconds, AOPC, ABPC,
 deletion/insertion AUC, anatomical alignment, all from curves over the *removed volume* of
 the support (mL), so different partitions compare; the ratio of tile forwards.
 
-    python benchmarks/bench_cost.py [--cases ...] [--setups paper default pruned] [--out DIR] [--reuse]
+    python benchmarks/bench_cost.py [--cases ...] [--setups paper default ...] [--out DIR] [--reuse]
 """
 from __future__ import annotations
 
@@ -47,9 +49,12 @@ SETUPS = {"paper": dict(strategy="paper", estimator="wls", budget=None, threshol
           "pruned": dict(tolerance=0.01),
           "no_proxy": dict(proxy_tolerance=0.0),       # the levers one at a time: without the proxy game,
           "cost_aware": dict(cost_candidates=4),       # with cost-aware draws
-          "time_limit_60": dict(time_limit=60.0)}      # the defaults stopped 60 s after sampling starts
-LEVERS = ("no_proxy", "cost_aware")
+          "time_limit_60": dict(time_limit=60.0),      # the defaults stopped 60 s after sampling starts
+          "refine_8": dict(refinements=8)}             # two refinements more than the default
+LEVERS = ("no_proxy", "cost_aware", "refine_8")
 TIME_LIMITED = {"time_limit_60": 60.0}
+ONLY_ON = {"no_proxy": ("kidney_edge", "demo_fp"), "cost_aware": ("kidney_edge", "demo_fp"),
+           "time_limit_60": ("kidney_box",), "refine_8": ("kidney_box",)}     # the other setups run on every case
 
 
 def reference_mask(folder: Path, label: int) -> str:
@@ -156,10 +161,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", nargs="+", default=["spleen_dice", "kidney_edge", "demo_fp", "kidney_box"])
     ap.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
-    ap.add_argument("--levers-on", nargs="+", default=["spleen_dice", "kidney_edge", "demo_fp"],
-                    help="the cases the lever setups (no_proxy, cost_aware) run on")
-    ap.add_argument("--time-limit-on", nargs="+", default=["kidney_box"],
-                    help="the cases the time-limit check runs on")
     ap.add_argument("--out", default=None, help="keep the results here (default: a temporary folder)")
     ap.add_argument("--reuse", action="store_true", help="read back results already in --out")
     args = ap.parse_args()
@@ -168,8 +169,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for case in args.cases:
             for setup in args.setups:
-                if (setup in LEVERS and case not in args.levers_on) or \
-                        (setup in TIME_LIMITED and case not in args.time_limit_on):
+                if case not in ONLY_ON.get(setup, (case,)):
                     continue
                 results.setdefault(case, {})[setup] = row(run_setup(case, setup, Path(tmp), folder, args.reuse))
                 print(json.dumps({"case": case, "setup": setup,
