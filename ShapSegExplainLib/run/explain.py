@@ -393,12 +393,14 @@ class Sampler:
         from ..shapley.estimator import shapley_values
         job = self.run.job
         self.start(f"Shapley values of {self.m} players", 2 ** self.m if is_exact(self.m, budget) else budget)
+        from ..shapley.proxy import with_proxy
         opts = self.estimator_options()
-        if "cost" in opts:
-            opts["proxy_cost"] = lambda c: self.cost(c, True)
-        return shapley_values(self.game, self.m, budget, seed=job.seed, batch_size=job.coalition_batch,
-                              threshold=job.threshold, on_batch=self.on_batch, estimator=job.estimator,
-                              stop=self.stop, **opts)
+        settings = dict(seed=job.seed, batch_size=job.coalition_batch, threshold=job.threshold,
+                        on_batch=self.on_batch, estimator=job.estimator, stop=self.stop)
+        if "proxy" not in opts:
+            return shapley_values(self.game, self.m, budget, **settings, **opts)
+        proxy_cost = (lambda c: self.cost(c, True)) if "cost" in opts else None
+        return with_proxy(self.game, opts.pop("proxy"), self.m, budget, proxy_cost=proxy_cost, **settings, **opts)
 
     def tree(self, players: PlayerSet, case):
         """Coarse to fine: the roots' game, then refinements; every level is emitted (players

@@ -30,7 +30,7 @@
   evaluated coalitions whatever chose them, needs no reweighting (an ignorable design).
   The WLS fit's post-stratified weights assume uniform draws within a size, so it always
   draws uniformly.
-* a proxy game (``proxy``): see ``shapley.proxy``.
+* a cheap proxy game corrected by exact values: ``shapley.proxy.with_proxy``.
 * after every batch: φ, a standard error per player and the convergence ratio
   max SE / (max φ - min φ) (Covert & Lee 2021); stop below ``threshold``, at the budget
   or at the time limit.
@@ -545,9 +545,8 @@ def shapley_values(game: Game, n_players: int, budget: int, seed: int = 0, batch
                    se_method: str | None = None, size_sampling: str = "leverage", always_singletons: bool | None = None,
                    shrinkage: str = "cv", on_batch: Callable[[dict], None] | None = None, min_pairs: int = 8,
                    estimator: str = "gp", max_order: int | None = None,
-                   stop: Callable[[], str | None] | None = None, cost: Cost | None = None, candidates: int = 1,
-                   proxy: Game | None = None, proxy_cost: Cost | None = None,
-                   residual_budget: int | None = None) -> ShapleyResult:
+                   stop: Callable[[], str | None] | None = None, cost: Cost | None = None,
+                   candidates: int = 1) -> ShapleyResult:
     """Shapley values of ``game`` over ``n_players`` with at most ``budget`` evaluations.
 
     ``on_batch`` gets after every batch a dict with ``values``, ``se``, ``ratio``,
@@ -556,20 +555,11 @@ def shapley_values(game: Game, n_players: int, budget: int, seed: int = 0, batch
     call) and ``stop`` (a reason to stop, or None) are checked every ``EVAL_CHUNK``
     evaluations, also inside the first design and an enumeration; what was evaluated by
     then is fitted (by the GP when the design is incomplete) and returned. ``cost`` and
-    ``candidates`` make the GP's draws cost-aware; ``proxy`` (with ``proxy_cost`` and
-    ``residual_budget``) plays a cheap proxy game and corrects it (``shapley.proxy``)."""
+    ``candidates`` make the GP's draws cost-aware. A cheap proxy game: ``shapley.proxy``."""
     m = int(n_players)
     if m < 1:
         raise ValueError("at least one player is needed")
     budget = int(budget)
-    if proxy is not None and not is_exact(m, budget):
-        from .proxy import with_proxy
-        return with_proxy(game, proxy, m, budget, residual_budget, cost=cost, proxy_cost=proxy_cost,
-                          seed=seed, batch_size=batch_size, threshold=threshold, time_limit=time_limit,
-                          resamples=resamples, se_method=se_method, size_sampling=size_sampling,
-                          always_singletons=always_singletons, shrinkage=shrinkage, on_batch=on_batch,
-                          min_pairs=min_pairs, estimator=estimator, max_order=max_order, stop=stop,
-                          candidates=candidates)
     stop_fn = _stopper(time_limit, stop)
     if is_exact(m, budget):
         return _exact(game, m, seed, batch_size, on_batch, budget, stop_fn)

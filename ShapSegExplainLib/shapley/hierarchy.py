@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 
 from .estimator import Game, ShapleyResult, shapley_values
+from .proxy import with_proxy
 
 EXACT_CHILDREN = 5          # a refinement enumerates every coalition of up to this many children
 BUDGET_PER_CHILD = 4        # ... and samples this many coalitions per child beyond it (GP estimator)
@@ -89,12 +90,14 @@ class AtomGames:
 
     def play(self, membership: np.ndarray, n: int, budget: int, seed: int, stop, kwargs: dict) -> ShapleyResult:
         """The Shapley values of the game over the nodes of ``membership``."""
-        extra: dict = {}
-        if self.proxy is not None:
-            extra.update(proxy=node_game(self.proxy, membership))
+        game = node_game(self.game, membership)
         if self.cost is not None:
-            extra.update(cost=self._node_cost(membership, False), proxy_cost=self._node_cost(membership, True))
-        return shapley_values(node_game(self.game, membership), n, budget, seed=seed, stop=stop, **extra, **kwargs)
+            kwargs = dict(kwargs, cost=self._node_cost(membership, False))
+        if self.proxy is None:
+            return shapley_values(game, n, budget, seed=seed, stop=stop, **kwargs)
+        proxy_cost = self._node_cost(membership, True) if self.cost is not None else None
+        return with_proxy(game, node_game(self.proxy, membership), n, budget, proxy_cost=proxy_cost, seed=seed,
+                          stop=stop, **kwargs)
 
     def _node_cost(self, membership: np.ndarray, proxy: bool):
         return lambda c: self.cost(atoms_present(c, membership), proxy)

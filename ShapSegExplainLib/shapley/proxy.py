@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from .estimator import Cost, Game, ShapleyResult, _ratio, shapley_values
+from .estimator import Cost, Game, ShapleyResult, _ratio, is_exact, shapley_values
 
 
 def residual_design(m: int) -> int:
@@ -36,7 +36,10 @@ def with_proxy(game: Game, proxy: Game, m: int, budget: int, residual_budget: in
                cost: Cost | None = None, proxy_cost: Cost | None = None,
                on_batch: Callable[[dict], None] | None = None, **kwargs) -> ShapleyResult:
     """φ(v) as φ̂(ṽ) with ``budget`` proxy coalitions plus φ̂(v − ṽ) with ``residual_budget``
-    exact ones; ``kwargs`` go to both estimates (seed, estimator, stop, ...)."""
+    exact ones; ``kwargs`` go to both estimates (seed, estimator, stop, ...). A budget that
+    enumerates the game plays it exactly, without the proxy."""
+    if is_exact(m, budget):
+        return shapley_values(game, m, budget, cost=cost, on_batch=on_batch, **kwargs)
     known: dict[bytes, float] = {}
 
     def played(coalitions: np.ndarray) -> np.ndarray:

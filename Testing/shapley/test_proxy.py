@@ -18,12 +18,16 @@ def error(phi: np.ndarray, exact: np.ndarray) -> float:
     return float(np.linalg.norm(phi - exact) / np.linalg.norm(exact))
 
 
-def test_with_both_games_enumerated_the_proxy_changes_nothing():
+def test_exact_parts_give_the_exact_value():
+    """A proxy of order 2 (the GP's additive fit is then exact) and an enumerated residual
+    (the third-order part): their sum is the exact game's Shapley value."""
     m = 8
     game = unanimity_game(m, 3, seed=1)
-    proxy = perturbed(game, 0.3, seed=2)
-    res = with_proxy(game, proxy, m, 2 ** m, 2 ** m)
-    np.testing.assert_allclose(res.values, game.shapley(), atol=1e-10)
+    low = game.supports.sum(axis=1) <= 2
+    proxy = UnanimityGame(game.supports[low], game.dividends[low], offset=0.7)
+    res = with_proxy(game, proxy, m, 4 * m, residual_budget=2 ** m)
+    assert res.proxy_evaluations == 4 * m and res.n_evaluations == 2 ** m
+    np.testing.assert_allclose(res.values, game.shapley(), atol=1e-9)
     assert res.base_value == pytest.approx(game(np.zeros((1, m), bool))[0])
 
 
@@ -40,7 +44,7 @@ def test_a_good_proxy_keeps_the_accuracy_with_half_the_exact_evaluations():
         err["plain"].append(error(shapley_values(game, m, 4 * m, seed=seed).values, game.shapley()))
         for name, budget in (("proxy 4M", 4 * m), ("proxy 10M", 10 * m)):
             exact_calls = game.evaluations
-            res = shapley_values(game, m, budget, seed=seed, proxy=proxy)
+            res = with_proxy(game, proxy, m, budget, seed=seed)
             assert game.evaluations - exact_calls == res.n_evaluations == residual_design(m) < 4 * m
             assert res.proxy_evaluations == budget
             err[name].append(error(res.values, game.shapley()))
@@ -60,7 +64,7 @@ def test_a_useless_proxy_leaves_the_estimators_own_answer():
     m = 12
     game = unanimity_game(m, 3, seed=4)
     zero = UnanimityGame(game.supports, np.zeros_like(game.dividends))
-    res = shapley_values(game, m, 6 * m, seed=3, proxy=zero)
+    res = with_proxy(game, zero, m, 6 * m, seed=3)
     plain = shapley_values(game, m, residual_design(m), seed=3)
     np.testing.assert_allclose(res.values, plain.values, atol=1e-12)
 
