@@ -391,9 +391,9 @@ class Sampler:
 
     def flat(self, budget: int):
         from ..shapley.estimator import shapley_values
+        from ..shapley.proxy import with_proxy
         job = self.run.job
         self.start(f"Shapley values of {self.m} players", 2 ** self.m if is_exact(self.m, budget) else budget)
-        from ..shapley.proxy import with_proxy
         opts = self.estimator_options()
         settings = dict(seed=job.seed, batch_size=job.coalition_batch, threshold=job.threshold,
                         on_batch=self.on_batch, estimator=job.estimator, stop=self.stop)
