@@ -272,17 +272,11 @@ class CoalitionEvaluator:
     def missing_keys(self, coalition: np.ndarray, proxy: bool = False) -> set[tuple[int, bytes]]:
         """The (tile, absent-set) outputs ``coalition`` needs that the memo does not hold:
         what evaluating it would cost (``memo`` strategy; the others re-run every tile)."""
-        absent = ~np.asarray(coalition, bool)
+        absent = ~np.asarray(coalition, bool)[None]
         frozen = self.frozen(proxy)
-        out = set()
-        for pos, players in enumerate(self.tile_players):
-            local = absent[players]
-            if pos in frozen:
-                local = np.zeros_like(local)
-            key = (pos, np.packbits(local).tobytes())
-            if key not in self.memo:
-                out.add(key)
-        return out
+        keys = ((pos, np.packbits(self._local_absent(pos, absent, pos in frozen), axis=1)[0].tobytes())
+                for pos in range(self.n_tiles))
+        return {key for key in keys if key not in self.memo}
 
     def evaluate(self, coalitions: np.ndarray, proxy: bool = False) -> torch.Tensor:
         """Fused ROI logits (k, C, n_roi) fp16 for a (k, n_players) bool array of coalitions
@@ -311,15 +305,19 @@ class CoalitionEvaluator:
 
     def _tile_requests(self, pos: int, absent: np.ndarray, frozen: bool) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
         """Unique local absent-sets of one tile in a batch: (unique masks, inverse, keys)."""
-        local = absent[:, self.tile_players[pos]]
-        if frozen:                                  # held at its unperturbed output
-            local = np.zeros_like(local)
+        local = self._local_absent(pos, absent, frozen)
         packed = np.packbits(local, axis=1) if local.shape[1] else np.zeros((local.shape[0], 0), np.uint8)
         uniq, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
         keys = [row.tobytes() for row in uniq]
         for key in keys:
             self._seen.add((pos, key))
         return local[first], inverse.reshape(-1), keys
+
+    def _local_absent(self, pos: int, absent: np.ndarray, frozen: bool) -> np.ndarray:
+        """(k, players in tile) absent flags: the tile's memo key; none for a frozen tile
+        (held at its unperturbed output)."""
+        local = absent[:, self.tile_players[pos]]
+        return np.zeros_like(local) if frozen else local
 
     def _resolve(self, per_tile, k: int) -> list[torch.Tensor]:
         """Per-tile ROI parts (k, F, C, n_t), computing what the strategy requires."""
