@@ -121,7 +121,7 @@ def test_worker_stops_cleanly_on_sigterm(tmp_path, model_dirs):
     # 44 players: sizes 1 and 43 are enumerated (88 coalitions), then batches of 8 up to 600, so the
     # first partial comes early and plenty of the run is left when the signal arrives
     job = write_job(tmp_path, model_dirs["one_fold"], budget=600, spacing_mm=6.0, threshold=1e-9,
-                    coalition_batch=8)
+                    coalition_batch=8, levels=1)          # the one flat game the comment describes
     p = start_worker(job)
     events, buffer = [], ""
     deadline = time.time() + 120
