@@ -7,6 +7,7 @@ VALUES = ("tp", "dice", "soft_dice", "fp", "soft_fp")    # shapley.values: what 
 STRATEGIES = ("memo", "paper", "roi")                    # nnunet.evaluator: tile caching (cost only)
 BASELINES = ("constant", "blur", "mean")                 # nnunet.evaluator: what absent voxels become
 ESTIMATORS = ("gp", "wls")                               # shapley.estimator: the Shapley fit
+REFINE_BY = ("volume", "phi")                            # shapley.hierarchy: |φ|·volume or |φ| picks the next
 DEVICES = ("auto", "cpu", "cuda")                        # nnunet.model (also "cuda:N")
 
 

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Sequence
 
-from .choices import DEVICES, ESTIMATORS, PLAYERS, STRATEGIES, VALUES
+from .choices import DEVICES, ESTIMATORS, PLAYERS, REFINE_BY, STRATEGIES, VALUES
 from .errors import ShapSegError
 
 EXIT_BAD_INPUT = 2
@@ -212,6 +212,10 @@ def add_explain_args(p: argparse.ArgumentParser) -> None:
                    help="coarse to fine: refine at most this many players (default %(default)s)")
     g.add_argument("--refine-share", type=float, default=d.refine_share,
                    help="coarse to fine: refine only players carrying at least this share of Σ|φ| "
+                        "(default %(default)s)")
+    g.add_argument("--refine-by", default=d.refine_by, choices=REFINE_BY,
+                   help="coarse to fine: refine next the player with the largest |φ|·volume (volume; a large "
+                        "tissue player is split before a small one of slightly larger φ) or |φ| (phi) "
                         "(default %(default)s)")
     g.add_argument("--threshold", type=float, default=d.threshold,
                    help="stop when max SE / (max φ - min φ) falls below this (default %(default)s)")

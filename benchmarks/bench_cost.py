@@ -50,7 +50,8 @@ SETUPS = {"paper": dict(strategy="paper", estimator="wls", budget=None, threshol
           "no_proxy": dict(proxy_tolerance=0.0),       # the levers one at a time: without the proxy game,
           "cost_aware": dict(cost_candidates=4),       # with cost-aware draws
           "time_limit_60": dict(time_limit=60.0),      # the defaults stopped 60 s after sampling starts
-          "refine_8": dict(refinements=8)}             # two refinements more than the default
+          "refine_8": dict(refinements=8),             # two refinements more than the default
+          "by_phi": dict(refine_by="phi")}             # refine the largest |φ| first, not |φ|·volume
 LEVERS = ("no_proxy", "cost_aware", "refine_8")
 TIME_LIMITED = {"time_limit_60": 60.0}
 ONLY_ON = {"no_proxy": ("kidney_edge", "demo_fp"), "cost_aware": ("kidney_edge", "demo_fp"),

@@ -23,6 +23,9 @@ if TYPE_CHECKING:                     # a type only: players use Case without im
     from .model import NNUNetModel
 
 
+SPACING_MM = (0.05, 50.0)             # plausible CT voxel spacing; outside it the header is wrong
+
+
 def read_ct(path: str | Path) -> sitk.Image:
     """Read a CT (any file SimpleITK reads, or a DICOM folder) and check it is a 3D scalar HU image."""
     path = Path(path)
@@ -53,6 +56,10 @@ def check_ct(image: sitk.Image, name: str = "CT") -> None:
                            "a single-channel CT is needed", "bad_ct")
     if min(image.GetSize()) < 2:
         raise ShapSegError(f"{name} has size {image.GetSize()}; a 3D volume is needed", "bad_ct")
+    spacing = image.GetSpacing()
+    if not all(SPACING_MM[0] <= s <= SPACING_MM[1] for s in spacing):
+        raise ShapSegError(f"{name} has voxel spacing {tuple(round(s, 4) for s in spacing)} mm; a CT's lies between "
+                           f"{SPACING_MM[0]:g} and {SPACING_MM[1]:g} mm (a header in metres or micrometres?)", "bad_ct")
     arr = sitk.GetArrayViewFromImage(image)
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ShapSegError(f"{name} contains {int((~np.isfinite(arr)).sum())} NaN or infinite voxels", "bad_ct")
@@ -111,14 +118,14 @@ class Case:
                 seg = cm.resampling_fn_seg(seg, self.shape, spacing, cm.spacing)
         return np.asarray(seg[0]).astype(np.int32)
 
-    def as_ct_image(self, array: np.ndarray | sitk.Image, dtype=np.int16) -> sitk.Image:
+    def as_ct_image(self, array: np.ndarray | sitk.Image, dtype=np.int16, name: str = "mask") -> sitk.Image:
         """An array in SimpleITK order with the CT's geometry (checked if already an image)."""
         if isinstance(array, sitk.Image):
-            check_same_geometry(self.ct, array)
+            check_same_geometry(self.ct, array, name)
             return array
         array = np.asarray(array)
         if array.shape != sitk.GetArrayViewFromImage(self.ct).shape:
-            raise ShapSegError(f"mask shape {array.shape[::-1]} (x,y,z) differs from the CT's {self.ct.GetSize()}",
+            raise ShapSegError(f"{name} shape {array.shape[::-1]} (x,y,z) differs from the CT's {self.ct.GetSize()}",
                                "bad_mask")
         image = sitk.GetImageFromArray(array.astype(dtype))
         image.CopyInformation(self.ct)

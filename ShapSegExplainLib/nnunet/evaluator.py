@@ -92,8 +92,9 @@ def baseline_value(model: NNUNetModel, hu: float) -> np.ndarray:
     out = []
     for c, scheme in enumerate(cm.normalization_schemes):
         if scheme not in ("CTNormalization", "NoNormalization"):
-            raise ShapSegError(f"a baseline in HU needs CT normalisation, but this model uses {scheme}; "
-                               "use the blur or mean baseline", "bad_option")
+            raise ShapSegError(f"the model in {model.model_dir} normalises with {scheme}, not CTNormalization: "
+                               "an absent player's value in HU has no meaning for it (ShapSegExplain explains CT "
+                               "models)", "unsupported_model")
         cls = recursive_find_python_class(str(Path(nnunetv2.__path__[0]) / "preprocessing" / "normalization"),
                                           scheme, "nnunetv2.preprocessing.normalization")
         norm = cls(use_mask_for_norm=cm.use_mask_for_norm[c],

@@ -123,9 +123,6 @@ class NNUNetModel:
                                              perform_everything_on_device=self.device.type == "cuda",
                                              device=self.device, verbose=False, allow_tqdm=False)
         self._initialise()
-        if len(self.predictor.configuration_manager.patch_size) != 3:
-            raise ShapSegError("2D nnU-Net configurations are not supported; use a 3d configuration",
-                               "unsupported_model")
         self.networks = self._fold_networks()
         self._gaussian: torch.Tensor | None = None
         self.batch_choice = None        # set on first use when the batch size comes from memory
@@ -159,12 +156,20 @@ class NNUNetModel:
         plans_manager = PlansManager(load_json(str(self.model_dir / "plans.json")))
         checkpoints = [read_checkpoint(self._checkpoint_path(f), self.settings.trust_checkpoint) for f in self.folds]
         first = checkpoints[0]
-        configuration_manager = plans_manager.get_configuration(first["init_args"]["configuration"])
+        configuration = first["init_args"]["configuration"]
+        configuration_manager = plans_manager.get_configuration(configuration)
+        if len(configuration_manager.patch_size) != 3:        # before a 2D network is built
+            raise ShapSegError(f"the model in {self.model_dir} is nnU-Net's 2D configuration '{configuration}'; "
+                               "ShapSegExplain explains 3D configurations (3d_fullres, 3d_lowres)", "unsupported_model")
         trainer_name = first["trainer_name"]
-        trainer_class = recursive_find_trainer_class_by_name(trainer_name)
+        try:
+            trainer_class = recursive_find_trainer_class_by_name(trainer_name)
+        except RuntimeError:            # newer nnU-Net raises where older returned None
+            trainer_class = None
         if trainer_class is None:
             raise ShapSegError(f"cannot load the nnU-Net model in {self.model_dir}: trainer class '{trainer_name}' "
-                               "is not installed", "bad_model")
+                               "is not installed (nnU-Net looks in nnunetv2.training and $nnUNet_extTrainer)",
+                               "bad_model")
         channels = (determine_num_input_channels(plans_manager, configuration_manager, dataset_json),
                     plans_manager.get_label_manager(dataset_json).num_segmentation_heads)
         if "plans_manager" in inspect.signature(trainer_class.build_network_architecture).parameters:

@@ -18,21 +18,27 @@ from .evaluator import CostCounters, TileRunner, roi_labels
 from .tiles import Fusion, make_grid, pad_data
 
 
-def roi_from_mask(case: Case, mask: np.ndarray | sitk.Image | str) -> np.ndarray:
+MAX_ROI_SHARE = 0.9      # an ROI over more of the CT is no finding (a body mask, a CT given as a mask)
+
+
+def roi_from_mask(case: Case, mask: np.ndarray | sitk.Image | str, name: str = "the ROI") -> np.ndarray:
     """A mask in the CT's geometry (array in SimpleITK order, image or file) -> network grid."""
     if isinstance(mask, str):
+        name = f"the ROI mask {mask}"
         try:
             mask = sitk.ReadImage(mask)
         except RuntimeError as e:
-            raise ShapSegError(f"cannot read the ROI mask {mask}: {str(e).strip().splitlines()[-1]}",
-                               "bad_mask") from e
-    image = case.as_ct_image(mask)
-    if not sitk.GetArrayViewFromImage(image).any():
-        raise ShapSegError("the ROI mask is empty", "empty_roi")
+            raise ShapSegError(f"cannot read {name}: {str(e).strip().splitlines()[-1]}", "bad_mask") from e
+    image = case.as_ct_image(mask, name=name)
     arr = sitk.GetArrayFromImage(image) != 0
+    if not arr.any():
+        raise ShapSegError(f"{name} is empty", "empty_roi")
+    if arr.mean() > MAX_ROI_SHARE:
+        raise ShapSegError(f"{name} covers {arr.mean():.0%} of the CT; draw it around the finding (or give "
+                           "--roi-point on it)", "roi_too_large")
     net = case.labels_to_network(arr.astype(np.int16)) > 0
     if not net.any():
-        raise ShapSegError("the ROI mask lies outside the region nnU-Net keeps (or vanishes when resampled "
+        raise ShapSegError(f"{name} lies outside the region nnU-Net keeps (or vanishes when resampled "
                            "to the network's spacing)", "empty_roi")
     return net
 
@@ -49,13 +55,13 @@ def roi_from_box(case: Case, lower, upper, space: str = "ijk") -> np.ndarray:
         lo, hi = np.minimum(lower, upper).astype(int), np.maximum(lower, upper).astype(int)
     else:
         raise ShapSegError(f"unknown box space '{space}' (use ijk or ras)", "bad_roi")
+    box = f"the ROI box {tuple(map(int, lo))}-{tuple(map(int, hi))}"
     if (hi < 0).any() or (lo > size - 1).any():
-        raise ShapSegError(f"the ROI box {tuple(lo)}-{tuple(hi)} lies outside the CT (size {tuple(size)})",
-                           "roi_outside")
+        raise ShapSegError(f"{box} lies outside the CT (size {tuple(map(int, size))})", "roi_outside")
     lo, hi = np.clip(lo, 0, size - 1), np.clip(hi, 0, size - 1)
     mask = np.zeros(sitk.GetArrayViewFromImage(case.ct).shape, np.int16)
     mask[lo[2]:hi[2] + 1, lo[1]:hi[1] + 1, lo[0]:hi[0] + 1] = 1
-    return roi_from_mask(case, mask)
+    return roi_from_mask(case, mask, box)
 
 
 def ras_to_index(case: Case, ras) -> tuple[float, float, float]:

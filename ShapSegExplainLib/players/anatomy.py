@@ -102,7 +102,7 @@ def read_label_map(case: Case, path: str | Path) -> tuple[np.ndarray, dict[int, 
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise ShapSegError(f"anatomy map {path} has several components per voxel; a label map is needed",
                            "bad_anatomy")
-    check_same_geometry(case.ct, image, "anatomy map", "bad_anatomy")
+    check_same_geometry(case.ct, image, f"anatomy map {path}", "bad_anatomy")
     arr = sitk.GetArrayFromImage(image)
     if arr.dtype.kind == "f" and (not np.isfinite(arr).all() or (arr != np.round(arr)).any()):
         raise ShapSegError(f"anatomy map {path} is not a label map (non-integer values)", "bad_anatomy")

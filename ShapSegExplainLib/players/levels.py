@@ -78,6 +78,12 @@ class PlayerTree(Tree):
         return PlayerMap(ids=ids, players=players, support=a.support, anatomy=a.anatomy, settings=a.settings,
                          roi_centre=a.roi_centre, info={**a.info, "levels": len(self.spacings_mm)})
 
+    def node_voxels(self) -> np.ndarray:
+        """Per node, its voxels (the volume that refinement weighs |φ| by)."""
+        ids = self.atoms.ids
+        per_atom = np.bincount(ids[ids >= 0], minlength=self.n_atoms)
+        return np.array([per_atom[a].sum() for a in self.node_atoms], np.int64)
+
     def kind(self, node: int) -> str:
         if self.organs[node] is None and self.names[node] == CONTEXT_NAME:
             return "context"

@@ -55,7 +55,16 @@ def write_ct_view(path: Path, ct: sitk.Image, ids_ct: np.ndarray, roi_ct: np.nda
                   context_label: int | None) -> None:
     """The CT cut to the report's region, in the CT's own geometry (compressed NRRD)."""
     z, y, x = view_region(ids_ct, roi_ct, context_label, ct.GetSpacing())
-    sitk.WriteImage(ct[x, y, z], str(path), True)
+    write_image(ct[x, y, z], path)
+
+
+def write_image(image: sitk.Image, path: Path) -> None:
+    """``sitk.WriteImage`` (compressed) with its failure as the ``OSError`` it is (a full disk,
+    a folder gone), so a run reports one line instead of SimpleITK's RuntimeError."""
+    try:
+        sitk.WriteImage(image, str(path), True)
+    except RuntimeError as e:
+        raise OSError(f"{Path(path).name}: {str(e).strip().splitlines()[-1]}") from e
 
 
 def read_inputs(folder: str | Path, ct: str | Path | None = None) -> ReportInputs:

@@ -84,7 +84,10 @@ def run_explanation(job: ExplainJob, emit: Emit | None = None, cancel: Callable[
     expl = compute(run, ct_image)
     run.phase("write", "writing the outputs")
     with folder as tmp:
-        files = write_outputs(tmp, expl, run, extra_files or [])
+        try:
+            files = write_outputs(tmp, expl, run, extra_files or [])
+        except OSError as e:             # disk full, quota, a folder gone: the partial folder is removed
+            raise ShapSegError(f"cannot write the result to {folder.out}: {e.strerror or e}", "bad_output") from e
         run.check()
         out = folder.commit()
     expl.content["out"] = str(out)
@@ -132,6 +135,7 @@ class Explanation:
 def compute(run: Run, ct_image: sitk.Image | None) -> Explanation:
     """Everything but the files: players, φ with SEs, faithfulness, per-player rows."""
     from ..nnunet.case import prepare_case
+    from ..nnunet.evaluator import baseline_value
     from ..nnunet.model import load_model_for
     from ..nnunet.roi import UnperturbedPrediction, make_roi
 
@@ -139,6 +143,7 @@ def compute(run: Run, ct_image: sitk.Image | None) -> Explanation:
     run.phase("load", f"loading the model {job.model}")
     model = load_model_for(job)
     target = model.target_label(job.target)
+    baseline_value(model, job.baseline_hu)          # a model that is not a CT model is refused here, not later
     run.phase("prepare", "reading and preprocessing the CT")
     case = prepare_case(ct_image if ct_image is not None else job.ct, model)
     run.phase("roi", "finding the region of interest")
@@ -216,7 +221,7 @@ def reference_in_roi(case, path: str, roi: np.ndarray) -> np.ndarray:
     except RuntimeError as e:
         raise ShapSegError(f"cannot read the reference mask {path}: {str(e).strip().splitlines()[-1]}",
                            "bad_reference") from None
-    check_same_geometry(case.ct, image, "reference mask", "bad_reference")
+    check_same_geometry(case.ct, image, f"the reference mask {path}", "bad_reference")
     arr = (sitk.GetArrayFromImage(image) != 0).astype(np.int16)
     return (case.labels_to_network(arr, nearest=True) > 0)[roi]
 
@@ -435,8 +440,9 @@ class Sampler:
 
         opts = self.estimator_options()
         games = AtomGames(self.game, opts.pop("proxy", None), opts.pop("cost", None))
+        volumes = tree.node_voxels() if job.refine_by == "volume" else None
         res = tree_shapley(games, tree, seed=job.seed, max_refinements=job.refinements,
-                           min_share=job.refine_share, stop=self.stop, on_level=on_level,
+                           min_share=job.refine_share, volumes=volumes, stop=self.stop, on_level=on_level,
                            threshold=job.threshold, estimator=job.estimator, batch_size=job.coalition_batch,
                            on_batch=self.on_batch, **opts)
         return tree_result(res, tree, job.seed), state["players"], levels

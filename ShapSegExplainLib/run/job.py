@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ..choices import DEVICES, ESTIMATORS, PLAYERS, STRATEGIES, VALUES, check_choice
+from ..choices import DEVICES, ESTIMATORS, PLAYERS, REFINE_BY, STRATEGIES, VALUES, check_choice
 from ..errors import ShapSegError
 
 ROI_KINDS = ("roi_mask", "roi_box", "roi_box_ras", "roi_point", "roi_point_ras")
@@ -47,6 +47,7 @@ class ExplainJob:
     levels: int = 4                 # coarse to fine: organ units, then cells of 60, 30, 15 mm (1 = flat players)
     refinements: int = 6            # at most this many players refined (bench_cost: 5-6 match the paper's AOPC)
     refine_share: float = 0.03      # ... each carrying at least this share of Σ|φ|
+    refine_by: str = "volume"       # ... the largest |φ|·volume first (bench_cost: kidney box), or |φ| ("phi")
     # what is explained
     value: str = "soft_dice"
     normalized: bool = False
@@ -114,7 +115,7 @@ class ExplainJob:
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not ok(v):
                 raise ShapSegError(f"{name.replace('_', '-')} must be {what}, got {v!r}", "bad_option")
         for name, allowed in (("players", PLAYERS), ("value", VALUES), ("strategy", STRATEGIES),
-                              ("estimator", ESTIMATORS)):
+                              ("estimator", ESTIMATORS), ("refine_by", REFINE_BY)):
             check_choice(name, getattr(self, name), allowed)
         if not (self.device in DEVICES or (isinstance(self.device, str) and self.device.startswith("cuda:"))):
             check_choice("device", self.device, DEVICES)
@@ -157,7 +158,32 @@ def job_from_dict(data: dict) -> ExplainJob:
     missing = [k for k in ("ct", "model", "target", "out") if k not in data]
     if missing:
         raise ShapSegError(f"the job lacks {', '.join(missing)}", "bad_job")
+    annotations = {f.name: str(f.type) for f in fields(ExplainJob)}
+    for name, value in data.items():
+        if not _has_type(value, annotations[name]):
+            raise ShapSegError(f"job field '{name}' must be {annotations[name].replace(' | None', ' or null')}, "
+                               f"got {value!r}", "bad_job")
     return ExplainJob(**data).check()
+
+
+_SCALARS = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "dict": (dict,)}
+
+
+def _has_type(value, annotation: str) -> bool:
+    """Whether a JSON value fits a field's annotation (``str``, ``float | None``,
+    ``list[float] | None``, ...); JSON has no int/bool split, so ``true`` is no number.
+    Hand-written: the annotations are strings here, and must be read on Slicer's Python 3.9."""
+    for part in annotation.split(" | "):
+        if part == "None" and value is None:
+            return True
+        if part.startswith("list[") and isinstance(value, list):
+            item = part[5:-1]
+            if all(_has_type(v, "str | int" if item == "str" else item) for v in value):   # folds: 0 or "all"
+                return True
+        elif part in _SCALARS and isinstance(value, _SCALARS[part]) and \
+                (part == "bool" or not isinstance(value, bool)):
+            return True
+    return False
 
 
 def read_job(path: str | Path) -> ExplainJob:
@@ -169,4 +195,7 @@ def read_job(path: str | Path) -> ExplainJob:
         raise ShapSegError(f"job file not found: {path}", "bad_job") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ShapSegError(f"cannot read the job file {path}: {e}", "bad_job") from None
-    return job_from_dict(data)
+    try:
+        return job_from_dict(data)
+    except ShapSegError as e:
+        raise ShapSegError(f"job file {path}: {e.message}", e.code) from None

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ import SimpleITK as sitk
 from ..colors import phi_colors
 from ..display import color_scale
 from ..errors import ShapSegError
+from ..report.inputs import write_image
 
 RESULT_MARKER = "explanation.json"
 TAG = "ShapSegExplain"
@@ -84,8 +86,11 @@ def check_output_folder(out: Path) -> None:
     parent = out.parent
     while not parent.exists():
         parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise ShapSegError(f"cannot write to {parent}", "bad_output")
+    try:                # a real file, not os.access: that says yes to root on a read-only folder
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise ShapSegError(f"--out {out}: cannot write to {parent} ({e.strerror or e})", "bad_output") from None
 
 
 # ----- images ------------------------------------------------------------------------------------
@@ -151,7 +156,7 @@ def write_attribution(path: Path, ct: sitk.Image, ids_ct: np.ndarray, phi: np.nd
     lut = np.concatenate([[0.0], np.asarray(phi, float)]).astype(np.float32)
     image = sitk.GetImageFromArray(lut[ids_ct])
     image.CopyInformation(ct)
-    sitk.WriteImage(image, str(path), True)
+    write_image(image, path)
 
 
 # ----- tables --------------------------------------------------------------------------------------

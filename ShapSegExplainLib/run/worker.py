@@ -89,6 +89,7 @@ def run_worker(job_path: str) -> int:
         os._exit(EXIT_SIGNAL.get(received[0] if received else signal.SIGTERM, 143))
     except ShapSegError as e:
         emit({"event": "error", "message": e.message, "code": e.code})
+        print(f"shapseg: error: {e.message}", file=sys.stderr, flush=True)   # the same line as the CLI's
         return EXIT_BAD_INPUT
     except Exception as e:  # noqa: BLE001 - reported as an event, the traceback on stderr
         traceback.print_exc()

@@ -72,3 +72,16 @@ def test_refinement_follows_the_largest_value_and_stops_on_small_shares_or_a_sto
     assert res.stop_reason == "forwards" and res.nodes == tree.roots() and sum(done) == 8
     assert res.values.sum() == pytest.approx(a.sum())
     assert level_budget(4) == 16 and level_budget(12) == 48 and level_budget(12, per_player=1) == 26
+
+
+def test_with_volumes_the_largest_phi_times_volume_is_refined_first_among_players_above_the_share():
+    tree = two_level_tree()
+    atom_ml = np.array([40.0, 30.0, 30.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    volumes = np.array([atom_ml[a].sum() for a in tree.node_atoms])            # root 0: 100 mL, root 1: 4 mL
+    a = np.array([0.3, 0.3, 0.3, 1.0, 0.5, 0.3, 0.2, 0.0])                     # root 0: φ 0.9, root 1: φ 2.0
+    game = lambda c: np.asarray(c, float) @ a                                    # noqa: E731
+    assert tree_shapley(game, tree, min_share=0.2).refined == [1, 6, 0]          # by |φ|
+    assert tree_shapley(game, tree, min_share=0.2, volumes=volumes).refined == [0, 1, 6]   # 90 > 8
+    a[:3] = 0.05                                                                 # root 0 now below 20 % of Σ|φ|
+    res = tree_shapley(game, tree, min_share=0.2, volumes=volumes)
+    assert res.refined == [1, 6] and res.stop_reason == "small"                 # its volume does not bring it back
