@@ -39,6 +39,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=0,
                    help="tiles per network call; 1 replays nnU-Net's calls bit for bit (slower on CPU); "
                         "default 0: from memory (up to 4 on a CPU, 16 on a GPU)")
+    g.add_argument("--max-memory", dest="max_memory_gb", type=float, default=None, metavar="GB",
+                   help="host memory (GiB) that the tile memo (half) and a CPU batch (half) stay within "
+                        "(default: half the memory available at the start)")
     g.add_argument("--trust-checkpoint", action="store_true",
                    help="load a checkpoint that holds more than nnU-Net's own types (tensors, plans, numbers); "
                         "unpickling it can run code: only for a model from a source you trust")
@@ -244,6 +247,9 @@ def add_explain_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--faithfulness-steps", type=int, default=d.faithfulness_steps,
                    help="points on the MoRF/LeRF/insertion curves; 0 = skip (default %(default)s)")
     p.add_argument("--out", required=True, help="output folder (written atomically; a previous result is replaced)")
+    p.add_argument("--resume", action="store_true",
+                   help="go on from where a killed, cancelled or time-limited run of the same --out and settings "
+                        "stopped (its journal of evaluated coalitions); φ is that of an uninterrupted run")
     p.add_argument("--json", action="store_true", help="print explanation.json's summary as JSON")
 
 

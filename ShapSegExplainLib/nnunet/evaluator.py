@@ -29,6 +29,7 @@ which tile outputs a coalition would need that the memo does not hold (cost-awar
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -116,18 +117,39 @@ class TileRunner:
         self.model, self.batch_size = model, int(batch_size)
 
     def run(self, inputs: list[torch.Tensor], counters: CostCounters, on_output) -> None:
-        """Forward ``inputs`` (each (c, *patch)) in batches; ``on_output(i, weighted (F, C, *patch))``."""
-        bs = self.batch_size
-        for start in range(0, len(inputs), bs):
+        """Forward ``inputs`` (each (c, *patch)) in batches; ``on_output(i, weighted (F, C, *patch))``.
+        A CUDA out-of-memory error halves the batch and retries (``_halve``)."""
+        start = 0
+        while start < len(inputs):
+            bs = self.batch_size = min(self.batch_size, self.model.oom_cap or self.batch_size)
             chunk = inputs[start:start + bs]
             batch = torch.stack(chunk if (bs == 1 or len(chunk) > 1) else chunk * 2)
             t0 = time.perf_counter()
-            out = self.model.forward_weighted(batch)
+            try:
+                out = self.model.forward_weighted(batch)
+            except torch.cuda.OutOfMemoryError:
+                del batch
+                self._halve(bs)
+                continue
             counters.seconds["forward"] += time.perf_counter() - t0
             counters.tile_forwards += len(chunk)
             counters.network_passes += len(chunk) * self.model.passes_per_tile
             for j in range(len(chunk)):
                 on_output(start + j, out[:, j])
+            start += len(chunk)
+
+    def _halve(self, bs: int) -> None:
+        """Half the batch for this runner and every later one of the model. Down to two tiles
+        the outputs stay bitwise the same (a tile's output does not depend on its batch); at
+        one they are nnU-Net's own batch-of-one outputs."""
+        if bs == 1:
+            raise ShapSegError("the GPU ran out of memory with one tile per network call; free GPU memory or "
+                               "use --device cpu", "out_of_memory")
+        torch.cuda.empty_cache()
+        self.batch_size = self.model.oom_cap = bs // 2
+        self.model.batch_halvings.append(self.batch_size)
+        logging.getLogger("shapseg").warning("CUDA out of memory at %d tiles per call; going on with %d",
+                                             bs, self.batch_size)
 
 
 class CoalitionEvaluator:

@@ -5,8 +5,9 @@ and the batch is the largest power of two up to ``GPU_CAP`` whose tiles fit in
 ``GPU_SHARE`` of the free memory. On a CPU a larger batch does not pay (measured on the
 trained ``abdo7-small``: 2.28 / 3.81 / 3.75 / 3.16 tiles/s at batch 1 / 2 / 4 / 8,
 ``benchmarks/bench_gpu_throughput.py``), so the batch is ``CPU_CAP`` unless fewer tiles fit
-in ``CPU_SHARE`` of the available memory, by an estimate of a tile's activations (the CPU
-allocator keeps no peak to read).
+in the half of the memory limit that the tile memo leaves (``--max-memory``, by default half
+the available memory), by an estimate of a tile's activations (the CPU allocator keeps no
+peak to read). The memo gets the other half.
 """
 from __future__ import annotations
 
@@ -16,7 +17,31 @@ from math import prod
 import torch
 
 GPU_CAP, GPU_SHARE = 16, 0.7
-CPU_CAP, CPU_SHARE = 4, 0.25
+CPU_CAP = 4
+DEFAULT_LIMIT_SHARE = 0.5   # without --max-memory: half the host memory available at the start
+MEMO_SHARE = 0.5            # of the limit: the tile memo; the rest: a CPU batch's activations
+
+
+@dataclass(frozen=True)
+class MemoryLimit:
+    """The host memory a run's tile memo and CPU batch stay within, and where it came from."""
+    bytes: int
+    source: str
+
+    @property
+    def memo_bytes(self) -> int:
+        return int(MEMO_SHARE * self.bytes)
+
+    def as_dict(self) -> dict:
+        return {"limit_mib": round(self.bytes / 2 ** 20, 1), "memo_mib": round(self.memo_bytes / 2 ** 20, 1),
+                "from": self.source}
+
+
+def memory_limit(max_memory_gb: float | None) -> MemoryLimit:
+    """``--max-memory`` (GiB), or by default half the memory available now."""
+    if max_memory_gb:
+        return MemoryLimit(int(max_memory_gb * 2 ** 30), "--max-memory")
+    return MemoryLimit(int(DEFAULT_LIMIT_SHARE * available_cpu_bytes()), "half the available memory")
 
 
 @dataclass(frozen=True)
@@ -63,8 +88,8 @@ def choose_batch_size(model) -> BatchChoice:
         return _probe_cuda(model)
     cm = model.configuration_manager
     tile = estimated_tile_bytes(cm.network_arch_init_kwargs, tuple(cm.patch_size), model.num_outputs)
-    free = available_cpu_bytes()
-    return BatchChoice(fit(tile, free, CPU_SHARE, CPU_CAP), tile, free, "cpu estimate")
+    limit = memory_limit(model.settings.max_memory_gb).bytes
+    return BatchChoice(fit(tile, limit, 1 - MEMO_SHARE, CPU_CAP), tile, limit, "cpu estimate")
 
 
 def _probe_cuda(model) -> BatchChoice:

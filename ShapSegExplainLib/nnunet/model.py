@@ -23,7 +23,8 @@ from ..choices import DEVICES
 from ..errors import ShapSegError
 
 CHECKPOINT = "checkpoint_final.pth"
-MODEL_FIELDS = ("configuration", "folds", "checkpoint", "mirroring", "step", "device", "batch_size", "trust_checkpoint")
+MODEL_FIELDS = ("configuration", "folds", "checkpoint", "mirroring", "step", "device", "batch_size", "trust_checkpoint",
+                "max_memory_gb")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class ModelSettings:
     device: str = "auto"
     batch_size: int = 0                # tiles per network call; 0 = chosen from memory (``nnunet.memory``)
     trust_checkpoint: bool = False     # unpickle anything in the checkpoint (the user trusts the folder)
+    max_memory_gb: float | None = None  # host memory for the tile memo and a CPU batch (``nnunet.memory``)
 
     @classmethod
     def of(cls, source) -> "ModelSettings":
@@ -126,6 +128,8 @@ class NNUNetModel:
         self.networks = self._fold_networks()
         self._gaussian: torch.Tensor | None = None
         self.batch_choice = None        # set on first use when the batch size comes from memory
+        self.oom_cap: int | None = None  # set when CUDA ran out of memory (``TileRunner``): later batches stay below
+        self.batch_halvings: list[int] = []     # the batch after each such error (explanation.json: model)
 
     def _initialise(self) -> None:
         try:
@@ -244,13 +248,16 @@ class NNUNetModel:
 
     @property
     def batch_size(self) -> int:
-        """Tiles per network call: the setting, or (0) the largest that memory allows, chosen once."""
+        """Tiles per network call: the setting, or (0) the largest that memory allows, chosen once;
+        never above a batch that ran CUDA out of memory."""
         if self.settings.batch_size > 0:
-            return int(self.settings.batch_size)
-        if self.batch_choice is None:
-            from .memory import choose_batch_size
-            self.batch_choice = choose_batch_size(self)
-        return self.batch_choice.size
+            size = int(self.settings.batch_size)
+        else:
+            if self.batch_choice is None:
+                from .memory import choose_batch_size
+                self.batch_choice = choose_batch_size(self)
+            size = self.batch_choice.size
+        return min(size, self.oom_cap or size)
 
     @property
     def mirror_axes(self) -> tuple[int, ...] | None:

@@ -36,9 +36,11 @@ if TYPE_CHECKING:       # types only: the heavy modules are imported when a run 
     from ..players.maps import PlayerMap
     from ..shapley.estimator import ShapleyResult
     from ..shapley.values import ValueFunction
+    from .journal import Journal
 
 Emit = Callable[[dict], None]
 PHASES = ("load", "prepare", "roi", "players", "shapley", "faithfulness", "write")
+CUT_SHORT = ("time_limit", "forward_budget")   # a result that --resume can carry on (its journal is kept)
 GAME_CHUNK = 32       # coalitions per evaluator call: bounds memory, paces progress and cancel checks
 
 
@@ -76,20 +78,26 @@ def run_explanation(job: ExplainJob, emit: Emit | None = None, cancel: Callable[
     """Run ``job`` and write its outputs atomically to ``job.out``; returns the content of
     ``explanation.json`` plus ``out`` and ``files``. ``ct_image`` replaces reading ``job.ct``;
     ``extra_files`` are copied next to the results (the demo's phantom CT and inputs)."""
+    from .journal import check_resumable, journal_folder
     from .outputs import OutputFolder
 
     job.check()
     run = Run(job, emit or (lambda e: None), cancel or (lambda: False))
     folder = OutputFolder(job.out)          # refuses a bad --out before any work
+    if job.resume:
+        check_resumable(job)
     expl = compute(run, ct_image)
     run.phase("write", "writing the outputs")
     with folder as tmp:
         try:
             files = write_outputs(tmp, expl, run, extra_files or [])
-        except OSError as e:             # disk full, quota, a folder gone: the partial folder is removed
+        except OSError as e:             # disk full, quota, a folder gone: the partial folder is removed,
+            shutil.rmtree(journal_folder(job.out), ignore_errors=True)      # and the journal (it takes space too)
             raise ShapSegError(f"cannot write the result to {folder.out}: {e.strerror or e}", "bad_output") from e
         run.check()
         out = folder.commit()
+    if expl.result.stop_reason not in CUT_SHORT:       # the result is final: nothing to resume
+        shutil.rmtree(journal_folder(job.out), ignore_errors=True)
     expl.content["out"] = str(out)
     expl.content["files"] = {k: str(out / Path(v).name) for k, v in files.items()}
     return expl.content
@@ -129,6 +137,8 @@ class Explanation:
     pruning: dict = field(default_factory=dict)        # tiles kept and the logit bound (``--tolerance``)
     sampling_forwards: int = 0                         # tile forwards of the Shapley values alone
     convergence: list[dict] = field(default_factory=list)   # ratio after each batch (flat) or level (tree)
+    memory: dict = field(default_factory=dict)              # the host-memory limit and the memo's share of it
+    journal: Journal | None = None                          # what was replayed from an interrupted run
     content: dict = field(default_factory=dict)
 
 
@@ -231,7 +241,9 @@ def explain_players(run: Run, model, case, target: int, roi: np.ndarray, players
     """Shapley values of the job's value function over the players (flat, or coarse to fine
     over the tree), then faithfulness."""
     from ..nnunet.evaluator import CoalitionEvaluator
+    from ..nnunet.memory import memory_limit
     from ..shapley.values import value_function_for
+    from .journal import Journal
 
     job = run.job
     plan, pmap = players.plan, players.pmap
@@ -239,13 +251,15 @@ def explain_players(run: Run, model, case, target: int, roi: np.ndarray, players
     m = tree.atoms.n_players if tree is not None else pmap.n_players
     unit_ml = float(np.prod(case.spacing)) / 1000.0
     ids = tree.atoms.ids if tree is not None else pmap.ids
+    memory = memory_limit(job.max_memory_gb)
     ev = CoalitionEvaluator(model, case, plan, ids, m, strategy=job.strategy, baseline_hu=job.baseline_hu,
-                            tolerance=job.tolerance, proxy_tolerance=job.proxy_tolerance)
+                            tolerance=job.tolerance, proxy_tolerance=job.proxy_tolerance,
+                            memory_budget_bytes=memory.memo_bytes)
     full_logits = ev.evaluate(np.ones((1, m), bool))
     reference = reference_in_roi(case, job.reference, roi) if job.reference else None
     vf = value_function_for(model, job.value, target, full_logits, unit_ml, reference, job.normalized)
     emit_players(run, case, players, vf)
-    sampler = Sampler(run, ev, vf, m)
+    sampler = Sampler(run, ev, vf, m, Journal.start(job, job.resume))
     if tree is None:
         budget = job.budget or default_budget(m)
         result = sampler.flat(budget)
@@ -265,7 +279,8 @@ def explain_players(run: Run, model, case, target: int, roi: np.ndarray, players
     return Explanation(model=model, case=case, target=target, roi=roi, players=players, value_fn=vf, budget=budget,
                        result=result, faithfulness=faith, counters=ev.counters,
                        setup_forwards=predictor.counters.tile_forwards, prediction=prediction, levels=levels,
-                       pruning=ev.pruning, sampling_forwards=sampled, convergence=sampler.trace)
+                       pruning=ev.pruning, sampling_forwards=sampled, convergence=sampler.trace,
+                       memory=memory.as_dict(), journal=sampler.journal)
 
 
 PRUNING_CHECKS = 8     # coalitions re-run without pruning to measure its error
@@ -316,8 +331,10 @@ class Sampler:
     chunks with progress and cancel checks) and the stop rule of the job: the time limit
     from the start of sampling, the tile-forward budget, and (coarse to fine) the coalition budget."""
 
-    def __init__(self, run: Run, ev, vf, m: int) -> None:
+    def __init__(self, run: Run, ev, vf, m: int, journal) -> None:
         self.run, self.ev, self.vf, self.m = run, ev, vf, m
+        self.journal = journal      # every chunk's values, durably; replayed on --resume (``run.journal``)
+        journal.forwards = lambda: ev.counters.tile_forwards
         self.total = self.planned = 0       # coalitions planned: with the faithfulness curves, and without
         self.status = {"done": 0, "ratio": None, "phase": "shapley"}
         self.t0 = time.perf_counter()
@@ -351,7 +368,9 @@ class Sampler:
         for i in range(0, len(coalitions), GAME_CHUNK):
             run.check()
             chunk = coalitions[i:i + GAME_CHUNK]
-            out.append(self.vf(self.ev.evaluate(chunk, proxy=proxy)))
+            evaluate = lambda c: self.vf(self.ev.evaluate(c, proxy=proxy))          # noqa: E731
+            # the Shapley values' chunks are journaled; the curves come after them and are redone
+            out.append(evaluate(chunk) if st["phase"] == "faithfulness" else self.journal.play(chunk, proxy, evaluate))
             st["done"] += len(chunk)
             extra = {} if st["ratio"] is None else {"ratio": st["ratio"]}
             run.emit({"event": "progress", "phase": st["phase"], "done": min(st["done"], max(self.total, st["done"])),
@@ -490,6 +509,9 @@ def describe(run: Run, expl: Explanation) -> dict:
         "tile_forwards_whole_image": counters["tile_forwards_whole_image"],
         "network_passes": counters["network_passes"], "memo_hits": counters["memo_hits"],
         "unperturbed_reuses": counters["unperturbed_reuses"], "peak_cache_bytes": counters["peak_cache_bytes"],
+        "cache_evictions": counters["evictions"],
+        "coalitions_resumed": expl.journal.replayed if expl.journal else 0,
+        "tile_forwards_resumed": expl.journal.replayed_forwards if expl.journal else 0,
         "seconds_by_phase": dict(run.phase_seconds), "seconds_by_part": counters["seconds"],
     }
     return {
@@ -517,7 +539,9 @@ def describe(run: Run, expl: Explanation) -> dict:
                   "mirror_axes": list(model.mirror_axes or ()), "device": str(model.device),
                   "network_spacing_mm": list(case.spacing), "patch_size": list(model.patch_size),
                   "batch_size": model.batch_size,
-                  "batch_from_memory": model.batch_choice.as_dict() if model.batch_choice else None},
+                  "batch_from_memory": model.batch_choice.as_dict() if model.batch_choice else None,
+                  "batch_halvings": list(model.batch_halvings),
+                  "memory": expl.memory},
         "settings": job.to_dict(),
         "stats": stats,
     }

@@ -75,8 +75,10 @@ class ExplainJob:
     device: str = "auto"
     batch_size: int = 0             # tiles per network call; 0 = from memory (nnunet.memory)
     trust_checkpoint: bool = False  # unpickle anything the checkpoint holds (else only nnU-Net's own types)
+    max_memory_gb: float | None = None   # host memory for the tile memo and a CPU batch (default: half available)
     # bookkeeping (not inputs of the computation)
     preview: str | None = None      # where to write the player map as soon as it exists (live overlay)
+    resume: bool = False            # go on from an interrupted run's journal (``run.journal``)
     extra: dict = field(default_factory=dict)
 
     def roi_kind(self) -> str:
@@ -104,6 +106,8 @@ class ExplainJob:
                                "bad_budget")
         if self.time_limit is not None and not self.time_limit > 0:
             raise ShapSegError("time-limit must be positive (seconds)", "bad_option")
+        if self.max_memory_gb is not None and not self.max_memory_gb > 0:
+            raise ShapSegError(f"max-memory must be positive (GiB), got {self.max_memory_gb!r}", "bad_option")
         for name, least in (("levels", 1), ("budget_forwards", 1), ("refinements", 0), ("cost_candidates", 1)):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < least):
@@ -123,8 +127,10 @@ class ExplainJob:
             raise ShapSegError("faithfulness-steps must be 0 (off) or a positive whole number", "bad_option")
         if not 0 < float(self.step) <= 1:
             raise ShapSegError("step must be in (0, 1]", "bad_option")
-        if not isinstance(self.trust_checkpoint, bool):      # "false" in a job file must not mean yes
-            raise ShapSegError(f"trust-checkpoint must be true or false, got {self.trust_checkpoint!r}", "bad_option")
+        for name in ("trust_checkpoint", "resume"):          # "false" in a job file must not mean yes
+            if not isinstance(getattr(self, name), bool):
+                raise ShapSegError(f"{name.replace('_', '-')} must be true or false, got {getattr(self, name)!r}",
+                                   "bad_option")
         self.target = str(self.target)
         return self
 

@@ -8,6 +8,7 @@ previous result (``explanation.json``) or nothing; anything else is refused up f
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import os
 import shutil
@@ -41,6 +42,9 @@ class OutputFolder:
 
     def __enter__(self) -> Path:
         self.out.parent.mkdir(parents=True, exist_ok=True)
+        for stale in self.out.parent.glob(glob.escape(f".{self.out.name}.partial-") + "*"):
+            if not _alive(stale.name.rsplit("-", 1)[-1]):         # left by a killed run
+                shutil.rmtree(stale, ignore_errors=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir()
         return self.tmp
@@ -60,6 +64,19 @@ class OutputFolder:
     def __exit__(self, *exc) -> None:
         if not self.committed:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _alive(pid: str) -> bool:
+    """Whether the process that owns a partial folder still runs (unknown counts as yes)."""
+    if not pid.isdigit() or os.name == "nt":
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 @contextmanager

@@ -30,3 +30,39 @@ def test_a_cpu_run_takes_four_tiles_unless_memory_is_short(model_dirs, monkeypat
     assert model.settings.batch_size == 0 and model.batch_size == expected
     assert model.batch_choice.how == "cpu estimate" and model.batch_choice.tile_bytes > 0
     assert load_model(model_dirs["one_fold"], mirroring=False, device="cpu", batch_size=3).batch_size == 3
+
+
+def test_a_cuda_out_of_memory_halves_the_batch_and_gives_the_same_outputs(model_dirs, monkeypatch):
+    """Simulated on the CPU: the network call raises PyTorch's own CUDA OOM error above two
+    tiles. The runner goes on at 4, then 2 tiles, later runners start at 2, and every tile's
+    output is bitwise what an undisturbed batch of two gives; at one tile it stops in one line."""
+    import torch
+
+    from ShapSegExplainLib.errors import ShapSegError
+    from ShapSegExplainLib.nnunet.evaluator import CostCounters, TileRunner
+    model = load_model(model_dirs["one_fold"], mirroring=False, device="cpu", batch_size=8)
+    tiles = [torch.randn(1, *model.patch_size, generator=torch.Generator().manual_seed(i)) for i in range(7)]
+
+    def run(runner):
+        got = {}
+        runner.run(tiles, CostCounters(), lambda i, out: got.__setitem__(i, out.clone()))
+        return got
+    expected = run(TileRunner(model, 2))
+    real = model.forward_weighted
+    calls = []
+
+    def forward(batch):
+        calls.append(len(batch))
+        if len(batch) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(batch)
+    monkeypatch.setattr(model, "forward_weighted", forward)
+    got = run(TileRunner(model, 8))
+    assert calls[:3] == [7, 4, 2] and model.batch_halvings == [4, 2]        # 7 tiles: one call of 7 first
+    assert sorted(got) == list(range(7)) and all(torch.equal(got[i], expected[i]) for i in range(7))
+    assert model.batch_size == 2 and TileRunner(model, model.batch_size).batch_size == 2
+    monkeypatch.setattr(model, "forward_weighted", lambda batch: (_ for _ in ()).throw(
+        torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")))
+    with pytest.raises(ShapSegError) as e:
+        run(TileRunner(model, 1))
+    assert e.value.code == "out_of_memory" and "one tile" in str(e.value)

@@ -10,6 +10,7 @@ import SimpleITK as sitk
 from helpers import call_cli, run_cli, synthetic_ct
 from ShapSegExplainLib.colors import phi_colors
 from ShapSegExplainLib.errors import ShapSegError
+from ShapSegExplainLib.nnunet.model import load_model
 from ShapSegExplainLib.run.explain import Cancelled, run_explanation
 from ShapSegExplainLib.run.job import ExplainJob, job_from_dict, read_job
 from ShapSegExplainLib.run.outputs import segment_name
@@ -197,6 +198,26 @@ def test_strategy_changes_the_cost_never_the_result(ct_file, model_dirs, explain
     assert ref["stats"]["tile_forwards"] < other["stats"]["tile_forwards"]
 
 
+def test_a_memory_limit_bounds_the_memo_and_changes_the_cost_never_the_result(ct_file, model_dirs, explained,
+                                                                                tmp_path):
+    """--max-memory: the memo gets half of it (peak within, least recently used evicted), the
+    CPU batch fits the other half; φ stays bitwise the same at the same batch size."""
+    from ShapSegExplainLib.nnunet import memory
+    ref = explained["expl"]
+    assert ref["model"]["memory"]["from"] == "half the available memory" and ref["stats"]["cache_evictions"] == 0
+    memo = ref["stats"]["peak_cache_bytes"] // 4                    # a quarter of what the run kept
+    gib = 2 * memo / 2 ** 30
+    small = run_explanation(make_job(ct_file, model_dirs["one_fold"], tmp_path / "small", max_memory_gb=gib,
+                                     batch_size=ref["model"]["batch_size"]))
+    assert small["model"]["memory"]["from"] == "--max-memory"
+    assert 0 < small["stats"]["peak_cache_bytes"] <= memo + 1 and small["stats"]["cache_evictions"] > 0
+    assert [p["phi"] for p in small["players"]] == [p["phi"] for p in ref["players"]]
+    assert small["stats"]["tile_forwards"] > ref["stats"]["tile_forwards"]
+    model = load_model(model_dirs["one_fold"], mirroring=False, device="cpu", max_memory_gb=gib)
+    choice = memory.choose_batch_size(model)
+    assert choice.free_bytes == int(gib * 2 ** 30) and choice.size == 1 < choice.tile_bytes // choice.free_bytes
+
+
 def test_failed_or_cancelled_runs_leave_no_result(ct_file, model_dirs, tmp_path):
     out = tmp_path / "result"
     with pytest.raises(ShapSegError) as e:          # fails after the model is loaded and players are built
@@ -211,7 +232,7 @@ def test_failed_or_cancelled_runs_leave_no_result(ct_file, model_dirs, tmp_path)
     seen = []
     with pytest.raises(Cancelled):
         run_explanation(make_job(ct_file, model_dirs["one_fold"], out), seen.append, cancel_during_writing)
-    assert list(tmp_path.iterdir()) == []
+    assert [x.name for x in tmp_path.iterdir()] == [".result.journal"]     # no result; --resume can go on
 
 
 def test_output_folder_rules(ct_file, model_dirs, tmp_path, explained):

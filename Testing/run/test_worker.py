@@ -150,4 +150,5 @@ def test_worker_stops_cleanly_on_sigterm(tmp_path, model_dirs):
     assert p.returncode == 143
     assert events[-1]["event"] == "cancelled"
     assert "result" not in [e["event"] for e in events]
-    assert sorted(x.name for x in tmp_path.iterdir()) == ["ct.nii.gz", "job.json"]   # no out, no partial folder
+    # no out, no partial folder; the journal stays, so the run can be resumed (run/test_resume.py)
+    assert sorted(x.name for x in tmp_path.iterdir()) == [".out.journal", "ct.nii.gz", "job.json"]

@@ -1,0 +1,105 @@
+"""``--resume``: a run killed with ``kill -9``, or cut short by its time limit, goes on from
+its journal and gives φ bitwise equal to an uninterrupted run with the same seed."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from helpers import write_job
+from ShapSegExplainLib.errors import ShapSegError
+from ShapSegExplainLib.run.explain import run_explanation
+from ShapSegExplainLib.run.job import read_job
+from ShapSegExplainLib.run.journal import Journal, journal_folder, read_records
+
+# 44 flat players, 600 coalitions in chunks of 8: long enough to be killed mid-sampling
+LONG = dict(budget=600, spacing_mm=6.0, threshold=1e-9, coalition_batch=8, levels=1)
+
+
+def phis(result: dict) -> list[float]:
+    return [p["phi"] for p in result["players"]]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, model_dirs):
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    return run_explanation(read_job(write_job(folder, model_dirs["one_fold"], **LONG)))
+
+
+def test_the_journal_keeps_whole_records_and_cuts_off_one_a_kill_interrupted(tmp_path):
+    job = read_job(write_job(tmp_path, "model"))
+    journal = Journal.start(job, resume=False)
+    rng = np.random.default_rng(0)
+    chunks = [rng.random((k, 11)) < 0.5 for k in (3, 8, 5)]
+    for i, c in enumerate(chunks):
+        journal.play(c, proxy=i == 1, evaluate=lambda c: c.sum(axis=1) / 7)
+    values_file = journal.folder / "values.bin"
+    whole = values_file.stat().st_size
+    with open(values_file, "ab") as f:
+        f.write(b"\x00\x05\x00")                          # a record cut by the kill
+    records = read_records(values_file)
+    assert [(p, c.shape) for p, c, _, _ in records] == [(False, (3, 11)), (True, (8, 11)), (False, (5, 11))]
+    assert all(np.array_equal(c, x) and np.array_equal(v, x.sum(axis=1) / 7)
+               for (_, c, v, _), x in zip(records, chunks))
+    assert values_file.stat().st_size == whole
+    again = Journal.start(job, resume=True)
+    assert [len(again.pending[False]), len(again.pending[True])] == [2, 1]
+    never = lambda c: pytest.fail("a journaled chunk was evaluated again")     # noqa: E731
+    assert np.array_equal(again.play(chunks[0], False, never), chunks[0].sum(axis=1) / 7)
+    with pytest.raises(ShapSegError, match="other coalitions"):
+        again.play(chunks[0], False, never)                                      # not the next one
+
+
+def test_kill_9_mid_sampling_then_resume_gives_bitwise_the_same_phi(tmp_path, model_dirs, uninterrupted):
+    path = write_job(tmp_path, model_dirs["one_fold"], **LONG)
+    values = journal_folder(tmp_path / "out") / "values.bin"
+    p = subprocess.Popen([sys.executable, "-m", "ShapSegExplainLib.cli", "worker", str(path)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and p.poll() is None and len(read_records(values)) < 6:
+        time.sleep(0.01)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait(timeout=10)
+    assert p.returncode == -signal.SIGKILL, "the worker finished before it could be killed"
+    records = read_records(values)
+    done, spent = sum(len(c) for _, c, _, _ in records), sum(f for *_, f in records)
+    assert 0 < done < uninterrupted["shapley"]["n_evaluations"]
+    (tmp_path / f".out.partial-{p.pid}").mkdir()        # what a worker killed while writing leaves
+    job = read_job(path)
+    job.resume = True
+    resumed = run_explanation(job)
+    assert phis(resumed) == phis(uninterrupted)                                            # bitwise
+    assert resumed["full_value"] == uninterrupted["full_value"] and resumed["base_value"] == uninterrupted["base_value"]
+    s, whole = resumed["stats"], uninterrupted["stats"]
+    assert s["coalitions_resumed"] == done and s["tile_forwards_resumed"] == spent > 0
+    assert resumed["shapley"]["n_evaluations"] == uninterrupted["shapley"]["n_evaluations"]
+    # the resumed part spends less than a whole run; with the killed part, more (its memo is rebuilt)
+    assert s["tile_forwards_sampling"] < whole["tile_forwards_sampling"] <= spent + s["tile_forwards_sampling"]
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["ct.nii.gz", "job.json", "out"]   # no journal, no partial
+
+
+def test_a_time_limited_result_keeps_its_journal_and_resumes_to_the_full_run(tmp_path, model_dirs, uninterrupted):
+    path = write_job(tmp_path, model_dirs["one_fold"], time_limit=0.3, **LONG)
+    first = run_explanation(read_job(path))
+    assert first["shapley"]["stop_reason"] == "time_limit"
+    assert first["shapley"]["n_evaluations"] < uninterrupted["shapley"]["n_evaluations"]
+    assert journal_folder(tmp_path / "out").is_dir()
+    job = read_job(path)
+    job.resume, job.time_limit = True, None
+    resumed = run_explanation(job)
+    assert phis(resumed) == phis(uninterrupted)
+    assert resumed["stats"]["coalitions_resumed"] > 0 and not journal_folder(tmp_path / "out").exists()
+
+
+def test_resume_needs_the_interrupted_run_of_the_same_settings(tmp_path, model_dirs):
+    path = write_job(tmp_path, model_dirs["one_fold"], resume=True)
+    with pytest.raises(ShapSegError, match="no interrupted run") as e:
+        run_explanation(read_job(path))
+    assert e.value.code == "nothing_to_resume"
+    Journal.start(read_job(write_job(tmp_path, model_dirs["one_fold"], seed=1)), resume=False)
+    with pytest.raises(ShapSegError, match=r"other settings \(seed\)") as e:
+        run_explanation(read_job(write_job(tmp_path, model_dirs["one_fold"], seed=2, resume=True)))
+    assert e.value.code == "bad_resume" and not (tmp_path / "out").exists()
