@@ -50,7 +50,8 @@ from ShapSegExplainLib.demo import DEMO_MODEL  # noqa: E402 (after the path set-
 from ShapSegExplainLib.errors import ShapSegError  # noqa: E402
 from ShapSegExplainLib.panel import dependencies, result_view, segment_region  # noqa: E402
 from ShapSegExplainLib.panel.model_discovery import find_models, is_model_folder, model_classes  # noqa: E402
-from ShapSegExplainLib.panel.run_request import LiveRun, RunRequest, new_run_folder, prepare_run, run_label  # noqa: E402
+from ShapSegExplainLib.panel.run_request import (LiveRun, RunRequest, new_run_folder, prepare_run,  # noqa: E402
+                                                  resume_run, run_label, saved_coalitions)
 from ShapSegExplainLib.panel.worker_events import RunState  # noqa: E402
 from ShapSegExplainLib.panel.worker_process import WorkerProcess, find_python_slicer, package_root, worker_command  # noqa: E402
 
@@ -529,10 +530,24 @@ class ShapSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.resultSegmentation = resultNode
         elif state.outcome == "error" and state.error_code == "unsafe_checkpoint":
             self.askToTrustCheckpoint(state.message)
+        elif state.outcome == "error" and self.logic.savedCoalitions() and self.resumeIfWanted(state.message):
+            return
         elif state.outcome == "error":
             self.ui.logCollapsibleButton.collapsed = False
             slicer.util.errorDisplay(state.message, windowTitle=_("ShapSeg Explain: the explanation failed"),
                                      detailedText="\n".join(state.log[-200:]))
+
+    def resumeIfWanted(self, message: str) -> bool:
+        """The worker died (killed, out of memory): offer to go on from what it saved."""
+        if not slicer.util.confirmYesNoDisplay(
+                _("{m}\n\nThe {n} coalitions it had evaluated are saved. Go on from there? The result is the same "
+                  "as if it had not stopped.").format(m=message, n=self.logic.savedCoalitions()),
+                windowTitle=_("ShapSeg Explain: the explanation stopped")):
+            return False
+        self.logic.resume()
+        self.ui.statusLabel.text = _("Resuming the worker...")
+        self.updateApplyButton()
+        return True
 
     def askToTrustCheckpoint(self, message: str) -> None:
         """A checkpoint holding more than nnU-Net's own types: ask once for this folder, saying
@@ -867,11 +882,30 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
             shutil.rmtree(folder, ignore_errors=True)
             raise
         self.run = LiveRun(folder, job, label)
+        self.startWorker(python, jobPath)
+        return folder
+
+    def startWorker(self, python: str, jobPath) -> None:
         self.state = RunState()
         self.worker = self.workerFactory(worker_command(python, jobPath), cwd=str(package_root()),
                                          env=self.workerEnvironment()).start()
         self.timer.start()
-        return folder
+
+    def savedCoalitions(self) -> int:
+        """After the worker died without a result: the coalitions its journal keeps (0: none)."""
+        if self.running or self.run is None or self.state.error_code != "worker_crashed":
+            return 0
+        return saved_coalitions(self.run.job)
+
+    def resume(self) -> pathlib.Path:
+        """Start the worker again on the interrupted run's folder; it goes on from the journal
+        (φ as if it had never stopped)."""
+        if not self.savedCoalitions():
+            raise ShapSegError(_("There is no interrupted run to resume."), "nothing_to_resume")
+        jobPath, job = resume_run(self.run.folder, self.run.job)
+        self.run = LiveRun(self.run.folder, job, self.run.label)
+        self.startWorker(self.pythonExecutable(), jobPath)
+        return self.run.folder
 
     def exportInputs(self, p: ShapSegExplainParameterNode, folder: pathlib.Path) -> RunRequest:
         """The CT, reference and anatomy as files in world coordinates (transforms hardened),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import ShapSegError
@@ -128,6 +128,23 @@ def prepare_run(folder: str | Path, request: RunRequest) -> tuple[Path, ExplainJ
         names = {str(int(k)): str(v) for k, v in request.anatomy_names.items()}
         Path(job.anatomy_labels).write_text(json.dumps(names, indent=2))
     return job.write(folder / JOB_FILE), job
+
+
+def saved_coalitions(job: ExplainJob) -> int:
+    """Coalitions an interrupted run of ``job`` keeps in its journal (0: nothing to resume),
+    so the panel can offer to go on after the worker died."""
+    from ..run.journal import check_resumable, journal_folder, read_records
+    try:
+        check_resumable(job)
+    except ShapSegError:
+        return 0
+    return sum(len(c) for _, c, _, _ in read_records(journal_folder(job.out) / "values.bin"))
+
+
+def resume_run(folder: str | Path, job: ExplainJob) -> tuple[Path, ExplainJob]:
+    """The job file of ``folder`` rewritten to go on from its journal (``--resume``)."""
+    job = replace(job, resume=True).check()
+    return job.write(Path(folder) / JOB_FILE), job
 
 
 def new_run_folder(root: str | Path, label: str) -> Path:

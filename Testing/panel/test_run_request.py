@@ -7,7 +7,7 @@ import pytest
 from ShapSegExplainLib.errors import ShapSegError
 from ShapSegExplainLib.run.job import read_job
 from ShapSegExplainLib.panel.run_request import (PREVIEW_FILE, RESULT_DIR, RunRequest, box_from_bounds, new_run_folder,
-                                           parse_folds, prepare_run)
+                                           parse_folds, prepare_run, resume_run, saved_coalitions)
 
 
 def request(**kw) -> RunRequest:
@@ -93,3 +93,20 @@ def test_live_run_state_and_its_label(tmp_path):
     run = LiveRun(folder, job, label)
     assert run.players == [] and run.preview is None and run.job.out == str(folder / RESULT_DIR)
 
+
+
+def test_after_a_crash_the_panel_knows_what_the_journal_saved_and_resumes_the_same_job(tmp_path):
+    import numpy as np
+
+    from ShapSegExplainLib.run.journal import Journal
+    path, job = prepare_run(tmp_path / "run", request())
+    assert saved_coalitions(job) == 0                                   # nothing ran
+    journal = Journal.start(job, resume=False)
+    for k in (5, 3):
+        journal.play(np.ones((k, 4), bool), False, lambda c: np.zeros(len(c)))
+    assert saved_coalitions(job) == 8
+    other = read_job(prepare_run(tmp_path / "run", request(seed=3))[0])
+    assert saved_coalitions(other) == 0                                 # other settings: not this journal
+    path, resumed = resume_run(tmp_path / "run", job)
+    again = read_job(path)
+    assert again.resume and {**again.to_dict(), "resume": False} == job.to_dict()

@@ -13,6 +13,7 @@ import os
 import sys
 import time
 import types
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -197,6 +198,33 @@ def test_cancel_mid_run_stops_within_a_second_and_leaves_nothing(logic_and_param
     import psutil
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert logic.cancel() == 0.0                                 # a second cancel is harmless
+
+
+def test_a_worker_killed_mid_run_is_resumed_to_the_same_phi(logic_and_params):
+    """The worker dies (SIGKILL: the OOM killer, a closed laptop); the panel says so, knows
+    what the journal saved, and a resume gives φ bitwise equal to an uninterrupted run."""
+    import signal
+
+    from ShapSegExplainLib.run.explain import run_explanation
+    m, scene, logic, p, events, finished = logic_and_params
+    p.budget = 600
+    folder = logic.start(p)
+    drive(logic, lambda: sum(e["event"] == "partial" for e in events) >= 2)
+    assert logic.savedCoalitions() == 0                              # running: nothing to offer yet
+    os.kill(logic.worker.pid, signal.SIGKILL)
+    drive(logic, lambda: "state" in finished)
+    assert finished["state"].outcome == "error" and finished["state"].error_code == "worker_crashed"
+    saved = logic.savedCoalitions()
+    assert saved > 0
+    whole = run_explanation(replace(logic.run.job, out=str(folder / "whole"), preview=None))   # never stopped
+    finished.clear()
+    assert logic.resume() == folder and logic.run.job.resume
+    drive(logic, lambda: "state" in finished)
+    assert finished["state"].outcome == "result", finished["state"].message
+    resumed = json.loads((folder / "result" / "explanation.json").read_text())
+    assert resumed["stats"]["coalitions_resumed"] == saved
+    assert [x["phi"] for x in resumed["players"]] == [x["phi"] for x in whole["players"]]
+    assert logic.savedCoalitions() == 0
 
 
 def test_a_failing_worker_reports_its_message_and_keeps_the_log(logic_and_params):
