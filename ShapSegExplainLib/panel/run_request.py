@@ -138,7 +138,7 @@ def saved_coalitions(job: ExplainJob) -> int:
         check_resumable(job)
     except ShapSegError:
         return 0
-    return sum(len(c) for _, c, _, _ in read_records(journal_folder(job.out) / "values.bin"))
+    return sum(len(c) for _, c, *_ in read_records(journal_folder(job.out) / "values.bin"))
 
 
 def resume_run(folder: str | Path, job: ExplainJob) -> tuple[Path, ExplainJob]:

@@ -1,11 +1,13 @@
 """A durable journal of the values a run's estimator was given, so a killed run resumes.
 
-Every chunk of coalitions the estimator plays (the game, the proxy game, the faithfulness
-curves) is appended with its values and ``fsync``-ed before the run goes on. ``--resume``
-replays it: the estimator is deterministic given the seed and the values it gets, so the
-resumed run asks for the same chunks in the same order, takes their values from the journal
-without a tile forward, and goes on from where the killed run stopped; φ is bitwise that of
-an uninterrupted run (tested with ``kill -9``). The journal lives beside ``--out``
+Every chunk of coalitions the estimator plays (the game and the proxy game) is appended
+with its values, and the tile outputs it added to the memo, and ``fsync``-ed before the run
+goes on. ``--resume`` replays it: the estimator is deterministic given the seed and the
+values it gets, so the resumed run asks for the same chunks in the same order, takes their
+values from the journal without a tile forward, refills the memo as the killed run had it,
+and goes on from where that run stopped; φ is bitwise that of an uninterrupted run, and the
+two parts' tile forwards add up to the uninterrupted run's (tested with ``kill -9``; with
+evictions the memo's recency order is not restored, which can cost a few forwards). The journal lives beside ``--out``
 (``.NAME.journal``) and is removed once the result is committed; a run without ``--resume``
 starts a new one.
 
@@ -27,7 +29,8 @@ import numpy as np
 
 from ..errors import ShapSegError
 
-HEADER = struct.Struct("<?III")      # proxy game?, coalitions k, players m, tile forwards the chunk cost
+HEADER = struct.Struct("<?IIII")     # proxy game?, coalitions k, players m, tile forwards it cost, memo entries
+ENTRY = struct.Struct("<IIi4s")      # a memo entry: tile, key length, dimensions, dtype (then shape, key, data)
 # job fields that change when the run stops or what it costs, never which coalitions it plays
 FREE_FIELDS = ("time_limit", "budget_forwards", "max_memory_gb", "preview", "extra", "resume")
 
@@ -62,6 +65,8 @@ class Journal:
     folder: Path
     pending: dict[bool, deque] = field(default_factory=lambda: {False: deque(), True: deque()})
     forwards: Callable[[], int] = lambda: 0      # the evaluator's tile-forward counter
+    new_entries: Callable[[], list] = lambda: []  # the memo entries added since the last call
+    memo: list = field(default_factory=list)      # on a resume: the killed run's memo entries, oldest first
     replayed: int = 0                 # coalitions answered from the journal
     replayed_forwards: int = 0        # ... and the tile forwards the interrupted run spent on them
 
@@ -77,8 +82,9 @@ class Journal:
             return cls(folder)
         check_resumable(job)
         journal = cls(folder)
-        for proxy, coalitions, values, forwards in read_records(folder / "values.bin"):
+        for proxy, coalitions, values, forwards, entries in read_records(folder / "values.bin"):
             journal.pending[proxy].append((coalitions, values, forwards))
+            journal.memo += entries
         return journal
 
     def play(self, chunk: np.ndarray, proxy: bool, evaluate: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -94,13 +100,17 @@ class Journal:
             return values.copy()
         before = self.forwards()
         values = np.asarray(evaluate(chunk), dtype=np.float64)
-        self.append(chunk, proxy, values, self.forwards() - before)
+        self.append(chunk, proxy, values, self.forwards() - before, self.new_entries())
         return values
 
-    def append(self, chunk: np.ndarray, proxy: bool, values: np.ndarray, forwards: int = 0) -> None:
+    def append(self, chunk: np.ndarray, proxy: bool, values: np.ndarray, forwards: int = 0,
+               entries: list = ()) -> None:
+        """One chunk as one record (its memo entries inside it, so a cut record loses both)."""
         k, m = chunk.shape
-        record = HEADER.pack(proxy, k, m, forwards) + np.packbits(chunk, axis=1).tobytes() + \
-            values.astype("<f8").tobytes()
+        packed = [_pack_entry(pos, key, tensor) for (pos, key), tensor in entries]
+        packed = [p for p in packed if p is not None]
+        record = HEADER.pack(proxy, k, m, forwards, len(packed)) + np.packbits(chunk, axis=1).tobytes() + \
+            values.astype("<f8").tobytes() + b"".join(packed)
         with open(self.folder / "values.bin", "ab") as f:
             f.write(record)
             f.flush()
@@ -110,15 +120,50 @@ class Journal:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def _pack_entry(pos: int, key: bytes, tensor) -> bytes | None:
+    """A memo entry (a CPU tensor) as bytes; None for a dtype NumPy lacks (then the resumed
+    run computes that tile again)."""
+    try:
+        arr = np.ascontiguousarray(tensor.numpy())
+    except (TypeError, RuntimeError):
+        return None
+    return ENTRY.pack(pos, len(key), arr.ndim, arr.dtype.str.encode().ljust(4)) + \
+        np.asarray(arr.shape, "<i8").tobytes() + key + arr.tobytes()
+
+
+def _read_entries(data: bytes, pos: int, n: int, end: int):
+    """``n`` memo entries from ``pos``; (entries, where they end), or None if cut before ``end``."""
+    entries = []
+    for _ in range(n):
+        if pos + ENTRY.size > end:
+            return None
+        tile, klen, ndim, dtype = ENTRY.unpack_from(data, pos)
+        pos += ENTRY.size
+        if pos + 8 * ndim > end:
+            return None
+        shape = tuple(np.frombuffer(data, "<i8", ndim, pos))
+        pos += 8 * ndim
+        dt = np.dtype(dtype.decode().strip())
+        size = klen + dt.itemsize * int(np.prod(shape))
+        if pos + size > end:
+            return None
+        key = data[pos:pos + klen]
+        arr = np.frombuffer(data, dt, int(np.prod(shape)), pos + klen).reshape(shape).copy()
+        entries.append(((tile, key), arr))
+        pos += size
+    return entries, pos
+
+
 def read_records(path: Path):
-    """(proxy, coalitions, values, tile forwards) of every complete record; a record cut by a kill is
-    dropped (and cut off the file, so appends go on after the last whole one)."""
+    """(proxy, coalitions, values, tile forwards, memo entries) of every complete record; a
+    record cut by a kill is dropped (and cut off the file, so appends go on after the last
+    whole one)."""
     if not path.is_file():
         return []
     data = path.read_bytes()
     out, pos = [], 0
     while pos + HEADER.size <= len(data):
-        proxy, k, m, forwards = HEADER.unpack_from(data, pos)
+        proxy, k, m, forwards, n = HEADER.unpack_from(data, pos)
         width = (m + 7) // 8
         end = pos + HEADER.size + k * width + 8 * k
         if end > len(data):
@@ -126,7 +171,11 @@ def read_records(path: Path):
         bits = np.frombuffer(data, np.uint8, k * width, pos + HEADER.size).reshape(k, width)
         coalitions = np.unpackbits(bits, axis=1, count=m).astype(bool)
         values = np.frombuffer(data, "<f8", k, pos + HEADER.size + k * width).astype(np.float64)
-        out.append((bool(proxy), coalitions, values, int(forwards)))
+        read = _read_entries(data, end, n, len(data))
+        if read is None:
+            break
+        entries, end = read
+        out.append((bool(proxy), coalitions, values, int(forwards), entries))
         pos = end
     if pos < len(data):
         with open(path, "r+b") as f:
