@@ -7,9 +7,9 @@ values it gets, so the resumed run asks for the same chunks in the same order, t
 values from the journal without a tile forward, refills the memo as the killed run had it,
 and goes on from where that run stopped; φ is bitwise that of an uninterrupted run, and the
 two parts' tile forwards add up to the uninterrupted run's (tested with ``kill -9``; with
-evictions the memo's recency order is not restored, which can cost a few forwards). The journal lives beside ``--out``
-(``.NAME.journal``) and is removed once the result is committed; a run without ``--resume``
-starts a new one.
+evictions the memo's recency order is not restored, which can cost a few forwards). The
+journal lives beside ``--out`` (``.NAME.journal``) and is removed once a final result is
+committed; a run without ``--resume`` starts a new one.
 
 Hand-written: an append-only record file with fsync; no library journals numpy chunks.
 """
@@ -115,9 +115,6 @@ class Journal:
             f.write(record)
             f.flush()
             os.fsync(f.fileno())
-
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _pack_entry(pos: int, key: bytes, tensor) -> bytes | None:
