@@ -16,8 +16,8 @@ from ShapSegExplainLib.run.explain import run_explanation
 from ShapSegExplainLib.run.job import read_job
 from ShapSegExplainLib.run.journal import Journal, journal_folder, read_records
 
-# 44 flat players, 600 coalitions in chunks of 8: long enough to be killed mid-sampling
-LONG = dict(budget=600, spacing_mm=6.0, threshold=1e-9, coalition_batch=8, levels=1)
+# 44 flat players, 300 coalitions in chunks of 8: long enough to be killed mid-sampling
+LONG = dict(budget=300, spacing_mm=6.0, threshold=1e-9, coalition_batch=8, levels=1)
 
 
 def phis(result: dict) -> list[float]:
