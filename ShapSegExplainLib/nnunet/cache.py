@@ -20,7 +20,7 @@ class ByteLRU:
         self.bytes = 0
         self.peak_bytes = 0
         self.evictions = 0
-        self.added: list[Hashable] = []     # keys put since the last ``drain_added`` (the run's journal)
+        self.added: list[Hashable] | None = None   # a list: keys put since the last ``drain_added`` (a journal)
 
     def __len__(self) -> int:
         return len(self._data)
@@ -42,7 +42,8 @@ class ByteLRU:
         if old is not None:
             self.bytes -= old.element_size() * old.nelement()
         self._data[key] = value
-        self.added.append(key)
+        if self.added is not None:
+            self.added.append(key)
         self.bytes += size
         while self.bytes > self.budget:
             _, dropped = self._data.popitem(last=False)
@@ -51,7 +52,8 @@ class ByteLRU:
         self.peak_bytes = max(self.peak_bytes, self.bytes)
 
     def drain_added(self) -> list[tuple[Hashable, torch.Tensor]]:
-        """The entries put since the last call and still held, oldest first."""
-        out = [(k, self._data[k]) for k in dict.fromkeys(self.added) if k in self._data]
+        """The entries put since the last call (or since ``added`` was set to a list) and still held,
+        oldest first."""
+        out = [(k, self._data[k]) for k in dict.fromkeys(self.added or ()) if k in self._data]
         self.added = []
         return out

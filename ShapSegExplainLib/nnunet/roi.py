@@ -31,10 +31,11 @@ def roi_from_mask(case: Case, mask: np.ndarray | sitk.Image | str, name: str = "
             raise ShapSegError(f"cannot read {name}: {str(e).strip().splitlines()[-1]}", "bad_mask") from e
     image = case.as_ct_image(mask, name=name)
     arr = sitk.GetArrayFromImage(image) != 0
-    if not arr.any():
+    share = float(arr.mean())
+    if share == 0:
         raise ShapSegError(f"{name} is empty", "empty_roi")
-    if arr.mean() > MAX_ROI_SHARE:
-        raise ShapSegError(f"{name} covers {arr.mean():.0%} of the CT; draw it around the finding (or give "
+    if share > MAX_ROI_SHARE:
+        raise ShapSegError(f"{name} covers {share:.0%} of the CT; draw it around the finding (or give "
                            "--roi-point on it)", "roi_too_large")
     net = case.labels_to_network(arr.astype(np.int16)) > 0
     if not net.any():

@@ -337,10 +337,9 @@ class Sampler:
         journal.forwards = lambda: ev.counters.tile_forwards
         import torch
         journal.new_entries = ev.memo.drain_added
-        ev.memo.drain_added()       # the setup's entries: a resumed run computes them again
         for key, arr in journal.memo:                   # a resumed run: the memo as the killed run left it
             ev.memo.put(key, torch.from_numpy(arr))
-        ev.memo.drain_added()
+        ev.memo.added = []          # from here on (the setup's entries a resumed run computes again)
         self.total = self.planned = 0       # coalitions planned: with the faithfulness curves, and without
         self.status = {"done": 0, "ratio": None, "phase": "shapley"}
         self.t0 = time.perf_counter()
