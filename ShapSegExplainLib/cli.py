@@ -330,6 +330,32 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_study(args) -> int:
+    """Run (or go on with) a study of many explanations on a Dask cluster; write its report."""
+    from pathlib import Path
+
+    from .study.runner import run_study
+    manifest = args.manifest
+    if args.demo == bool(manifest):
+        raise ShapSegError("give a study manifest (CSV or YAML) or --demo", "bad_option")
+    if args.retries < 0 or (args.workers is not None and args.workers < 1):
+        raise ShapSegError("--retries must be ≥ 0 and --workers ≥ 1", "bad_option")
+    if args.demo:
+        from .study.demo_study import write_demo_study
+        from .study.runner import prepare_folder
+        prepare_folder(Path(args.out).absolute())         # refuses a foreign folder before writing inputs
+        manifest = write_demo_study(Path(args.out) / "inputs")
+    outcome = run_study(manifest, args.out, args.scheduler, args.workers, args.retries)
+    print(f"study: {outcome.tasks} explanations: {outcome.computed} computed, {outcome.reused} reused (finished "
+          f"before), {len(outcome.failed)} failed; report: {outcome.out / 'study.md'}")
+    for key, error in outcome.failed:
+        print(f"  failed: {key}: {error}")
+    if outcome.interrupted:
+        print("shapseg: interrupted; run the same command again to go on", file=sys.stderr)
+        return 130
+    return 1 if outcome.failed else 0
+
+
 def cmd_worker(args) -> int:
     from .run.worker import run_worker
     return run_worker(args.job)
@@ -382,6 +408,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draw faintly the players whose 95%% interval contains 0 (default: not drawn)")
     p.add_argument("--ct", default=None, help="the CT, for a result without ct_view.nrrd (older versions)")
     p.set_defaults(func=cmd_report)
+    p = sub.add_parser("study", help="explain many cases × settings (a manifest) on a Dask cluster; resumable; "
+                                     "writes a report table and plots")
+    p.add_argument("manifest", nargs="?", help="study manifest: CSV or YAML (README: Studies)")
+    p.add_argument("--demo", action="store_true", help="the demo study: phantoms with and without the mimic, "
+                                                       "3 abstractions × 2 value functions")
+    p.add_argument("--out", required=True, help="study folder: one result folder per case and setting, the report "
+                                                "(a rerun skips what finished)")
+    p.add_argument("--scheduler", default=None, help="an existing Dask scheduler: tcp://HOST:PORT or a scheduler file "
+                                                     "(default: a local cluster for this machine)")
+    p.add_argument("--workers", type=int, default=None, help="local cluster: worker processes (default: one per "
+                                                             "core or GPU, as memory allows)")
+    p.add_argument("--retries", type=int, default=2, help="retries of a task whose worker died or that raised "
+                                                          "(default %(default)s)")
+    p.set_defaults(func=cmd_study)
     p = sub.add_parser("worker", help="run a job file; JSON lines on stdout (what the Slicer module starts)")
     p.add_argument("job", help="job file (JSON; the fields of ShapSegExplainLib.job.ExplainJob)")
     p.set_defaults(func=cmd_worker)

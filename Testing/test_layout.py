@@ -11,7 +11,7 @@ from pathlib import Path
 LIB = Path(__file__).resolve().parents[1] / "ShapSegExplainLib"
 # Stages in data-flow order; a module may import its own stage or an earlier one.
 STAGE = {"__init__": 0, "errors": 0, "choices": 0, "colors": 0, "display": 0, "components": 0, "nnunet": 1, "players": 2,
-         "shapley": 2, "report": 3, "run": 4, "demo": 5, "panel": 6, "cli": 7}
+         "shapley": 2, "report": 3, "run": 4, "demo": 5, "panel": 6, "study": 6, "cli": 7}
 
 
 def module_name(path: Path) -> str:

@@ -117,3 +117,14 @@ def report_titles(expl: dict) -> tuple[str, str]:
                 f"{s['n_evaluations']} coalitions ({how}) · {st['tile_forwards']} tile forwards "
                 f"(without the cache {st['tile_forwards_roi']}) · red raises the value, blue lowers it")
     return title, subtitle
+
+
+def draw_axial(ax, folder: str | Path, title: str) -> None:
+    """The report's axial view of a result folder on ``ax`` (a study's thumbnail grid)."""
+    inputs = read_inputs(folder)
+    rows = inputs.rows
+    styles = player_styles([r["phi"] for r in rows], [r["se"] for r in rows], [r["kind"] for r in rows], False)
+    box = view_box(inputs.ids, inputs.roi, inputs.spacing, inputs.context_label)
+    at = choose_slices(inputs.ids, inputs.roi, box, styles)
+    view = views(inputs.ids, inputs.roi, inputs.hu, inputs.spacing, box, at)[0]
+    draw_view(ax, view, styles, ct_window(inputs.expl["target"]["name"]), title)

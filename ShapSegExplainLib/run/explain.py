@@ -74,10 +74,13 @@ class Run:
 
 
 def run_explanation(job: ExplainJob, emit: Emit | None = None, cancel: Callable[[], bool] | None = None,
-                    ct_image: sitk.Image | None = None, extra_files: list[str] | None = None) -> dict:
+                    ct_image: sitk.Image | None = None, extra_files: list[str] | None = None,
+                    model: NNUNetModel | None = None) -> dict:
     """Run ``job`` and write its outputs atomically to ``job.out``; returns the content of
     ``explanation.json`` plus ``out`` and ``files``. ``ct_image`` replaces reading ``job.ct``;
-    ``extra_files`` are copied next to the results (the demo's phantom CT and inputs)."""
+    ``extra_files`` are copied next to the results (the demo's phantom CT and inputs);
+    ``model``, loaded with the job's model settings, is reused instead of loaded (a study's
+    worker loads each model once)."""
     from .journal import check_resumable, journal_folder
     from .outputs import OutputFolder
 
@@ -86,7 +89,7 @@ def run_explanation(job: ExplainJob, emit: Emit | None = None, cancel: Callable[
     folder = OutputFolder(job.out)          # refuses a bad --out before any work
     if job.resume:
         check_resumable(job)
-    expl = compute(run, ct_image)
+    expl = compute(run, ct_image, model)
     run.phase("write", "writing the outputs")
     with folder as tmp:
         try:
@@ -142,7 +145,7 @@ class Explanation:
     content: dict = field(default_factory=dict)
 
 
-def compute(run: Run, ct_image: sitk.Image | None) -> Explanation:
+def compute(run: Run, ct_image: sitk.Image | None, model: NNUNetModel | None = None) -> Explanation:
     """Everything but the files: players, φ with SEs, faithfulness, per-player rows."""
     from ..nnunet.case import prepare_case
     from ..nnunet.evaluator import baseline_value
@@ -151,7 +154,7 @@ def compute(run: Run, ct_image: sitk.Image | None) -> Explanation:
 
     job = run.job
     run.phase("load", f"loading the model {job.model}")
-    model = load_model_for(job)
+    model = model or load_model_for(job)
     target = model.target_label(job.target)
     baseline_value(model, job.baseline_hu)          # a model that is not a CT model is refused here, not later
     run.phase("prepare", "reading and preprocessing the CT")
