@@ -17,7 +17,7 @@ from ..run.outputs import RESULT_MARKER
 from .manifest import StudyTask
 from .tasks import attempts
 
-COLUMNS = ("case", "setting", "players", "value", "status", "attempts", "worker_pid", "model_loaded", "M", "coalitions", "tile_forwards", "seconds",
+COLUMNS = ("case", "setting", "players", "value", "status", "attempts", "resumed", "worker_pid", "model_loaded", "M", "coalitions", "tile_forwards", "seconds",
            "aopc", "abpc", "deletion_auc", "insertion_auc", "alignment", "additivity_error", "top_drivers", "error",
            "folder")
 MEASURES = ("M", "coalitions", "tile_forwards", "seconds", "aopc", "abpc", "deletion_auc", "insertion_auc", "alignment")
@@ -33,7 +33,7 @@ def row_of(task: StudyTask, result: dict, state: Path) -> dict:
     row = dict.fromkeys(COLUMNS, "")
     row.update(case=task.case, setting=task.setting, players=task.job["players"], value=value_name(task.job),
                status=result["status"], attempts=attempts(state, task.key), folder=task.job["out"],
-               error=result.get("error", ""), worker_pid=result.get("pid", ""),
+               error=result.get("error", ""), worker_pid=result.get("pid", ""), resumed=result.get("resumed", ""),
                model_loaded=result.get("model_loaded", ""))
     marker = Path(task.job["out"]) / RESULT_MARKER
     if result["status"] in ("done", "reused") and marker.is_file():

@@ -26,14 +26,22 @@ DEFAULTS = dict(target="liver", players="fcc", spacing_mm=10.0, margin_mm=4.0, b
                 faithfulness_steps=2, mirroring=False)
 
 
-def write_study(folder: Path, model_dir, cases=("a", "b"), values=("soft_dice", "tp"), broken: bool = False) -> Path:
+# 44 flat players, 300 coalitions in chunks of 8: long enough to be killed mid-sampling (as in run/test_resume.py)
+LONG = dict(budget=300, spacing_mm=6.0, threshold=1e-9, coalition_batch=8, levels=1)
+
+
+def write_study(folder: Path, model_dir, cases=("a", "b"), values=("soft_dice", "tp"), broken: bool = False,
+                long_first: bool = False) -> Path:
     """A YAML manifest on the synthetic CT: the cases × a grid over the value function;
-    ``broken`` adds a case whose anatomy label names are not JSON (found when a worker reads them)."""
+    ``broken`` adds a case whose anatomy label names are not JSON (found when a worker reads
+    them); ``long_first`` makes the first case's explanations ``LONG``."""
     folder.mkdir(parents=True, exist_ok=True)
     ct = synthetic_ct()
     sitk.WriteImage(ct, str(folder / "ct.nii.gz"))
     manifest = {"defaults": {**DEFAULTS, "model": str(model_dir)}, "grid": {"value": list(values)},
                 "cases": [{"id": c, "ct": "ct.nii.gz", "roi_box": BOXES[c]} for c in cases]}
+    if long_first:
+        manifest["cases"][0].update(LONG)
     if broken:
         sitk.WriteImage(sitk.Cast(ct > 0, sitk.sitkUInt8), str(folder / "labels.nii.gz"))
         (folder / "labels.json").write_text("{not json")
@@ -186,19 +194,20 @@ def test_a_local_cluster_has_a_worker_per_gpu_or_per_core_as_memory_allows(monke
 # ----- on a cluster -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def killed_study(tmp_path_factory, model_dirs):
-    """The study on a 2-worker local cluster; the first worker process to start a task is
-    killed (SIGKILL) as soon as it has."""
+    """The study on a 2-worker local cluster; the first worker process whose explanation has
+    journaled coalitions is killed (SIGKILL), mid-sampling."""
     folder = tmp_path_factory.mktemp("killed")
-    manifest = write_study(folder, model_dirs["one_fold"], broken=True)
+    manifest = write_study(folder, model_dirs["one_fold"], broken=True, long_first=True)
     out = folder / "study"
     proc = study_process(manifest, out, "--workers", 2)
-    first = wait_for(lambda: next((p for p in (out / ".state").glob("*.attempts") if p.read_text().strip()), None)
-                     if (out / ".state").is_dir() else None, proc)
-    pid = int(first.read_text().split()[0])
+    journal = wait_for(lambda: next((p for p in out.glob("a/.*.journal") if (p / "values.bin").is_file()
+                                     and (p / "values.bin").stat().st_size), None), proc)
+    key = "a/" + journal.name[1:-len(".journal")]
+    pid = int((out / ".state" / f"{key.replace('/', '__')}.attempts").read_text().split()[0])
     os.kill(pid, signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=300)
-    return {"manifest": manifest, "out": out, "killed": first.name.replace("__", "/")[:-len(".attempts")],
-            "pid": pid, "code": proc.returncode, "stdout": stdout, "stderr": stderr}
+    return {"manifest": manifest, "out": out, "killed": key, "pid": pid, "code": proc.returncode,
+            "stdout": stdout, "stderr": stderr}
 
 
 @pytest.mark.slow
@@ -210,6 +219,10 @@ def test_a_worker_killed_during_a_task_costs_only_a_retry_of_that_task(killed_st
     assert [r["status"] for r in rows] == ["done"] * 4 + ["failed"] * 2
     tries = {f"{r['case']}/{r['setting']}": int(r["attempts"]) for r in rows}
     assert tries.pop(killed_study["killed"]) == 2 and set(tries.values()) == {1}   # bad input is not retried
+    # the retry went on from the killed attempt's journal (its φ equals an uninterrupted run's:
+    # the scheduler test below)
+    assert [r["resumed"] for r in rows[:4]] == ["True" if f"{r['case']}/{r['setting']}" == killed_study["killed"]
+                                                else "False" for r in rows[:4]]
     for r in rows[4:]:          # a case's own bad input: its one line, in the table and printed
         assert "labels.json is not valid JSON" in r["error"] and not Path(r["folder"]).exists()
         assert f"failed: broken/{r['setting']}: label file" in killed_study["stdout"]
@@ -273,8 +286,9 @@ def test_the_same_study_on_a_separately_started_scheduler_and_worker_gives_ident
                                "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
         wait_for(scheduler_file.is_file, procs[0], timeout=60)
-        procs.append(subprocess.Popen([dask, "worker", "--scheduler-file", scheduler_file, "--nthreads", "1",
-                                       "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(subprocess.Popen([dask, "worker", "--scheduler-file", scheduler_file, "--nworkers", "2",
+                                       "--nthreads", "1", "--no-dashboard"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         out = tmp_path / "external"
         r = call_cli("study", killed_study["manifest"], "--out", out, "--scheduler", scheduler_file)
     finally:
