@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -70,11 +71,17 @@ def aggregates(rows: list[dict]) -> list[dict]:
     return out
 
 
-def write_study_report(out: Path, tasks: list[StudyTask], results: dict) -> list[dict]:
+def write_text(path: Path, text: str) -> None:
+    """Atomically: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def write_study_report(out: Path, tasks: list[StudyTask], results: dict, state: Path) -> list[dict]:
     """``study.csv``, ``aggregates.csv``, ``study.md`` and the plots; returns the rows."""
     from .plots import write_plots
-    from .runner import STATE, write_text
-    rows = [row_of(t, results[t.key], out / STATE) for t in tasks]
+    rows = [row_of(t, results[t.key], state) for t in tasks]
     aggs = aggregates(rows)
     write_text(out / "study.csv", to_csv(rows, COLUMNS))
     write_text(out / "aggregates.csv", to_csv(aggs, list(aggs[0]) if aggs else ["players", "value", "n"]))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import ShapSegError
 from .manifest import StudyTask, read_manifest
+from .report import write_study_report, write_text
 from .tasks import attempts_file, finished, run_task
 
 STUDY_MARKER = "study.json"
@@ -78,7 +79,6 @@ def model_gb(tasks: list[StudyTask]) -> float:
 def run_study(manifest: str | Path, out: str | Path, scheduler: str | None = None, workers: int | None = None,
               retries: int = 2, progress: bool = True) -> StudyOutcome:
     """Run (or go on with) a study; every bad manifest entry is refused before any work."""
-    from .report import write_study_report
     out = Path(out).absolute()
     tasks = read_manifest(manifest, out)
     prepare_folder(out)
@@ -103,7 +103,7 @@ def run_study(manifest: str | Path, out: str | Path, scheduler: str | None = Non
     finally:
         for t in todo:          # what finished unreported (interrupted), by its folder
             results.setdefault(t.key, {"status": "done" if finished(t.job) else "not run"})
-        write_study_report(out, tasks, results)
+        write_study_report(out, tasks, results, out / STATE)
     outcome.computed = sum(r["status"] == "done" for r in results.values())
     outcome.failed = [(k, r.get("error", "")) for k, r in results.items() if r["status"] == "failed"]
     return outcome
@@ -132,13 +132,6 @@ def write_marker(out: Path, manifest, tasks: list[StudyTask], plan: ClusterPlan 
             "tasks": [{"case": t.case, "setting": t.setting, "grid": t.grid, "row": t.row, "job": t.job}
                       for t in tasks]}
     write_text(out / STUDY_MARKER, json.dumps(data, indent=2))
-
-
-def write_text(path: Path, text: str) -> None:
-    """Atomically: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 @contextmanager

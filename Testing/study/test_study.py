@@ -53,8 +53,11 @@ def write_study(folder: Path, model_dir, cases=("a", "b"), values=("soft_dice", 
 
 
 def study_process(manifest: Path, out: Path, *extra) -> subprocess.Popen:
+    """``shapseg study`` as a user's process; Ctrl-C (SIGINT) reaches it as in a terminal even
+    when the tests run in the background (where a shell starts them with SIGINT ignored)."""
     return subprocess.Popen([sys.executable, "-m", "ShapSegExplainLib.cli", "study", str(manifest), "--out", str(out),
-                             *map(str, extra)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             *map(str, extra)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for(condition, proc: subprocess.Popen, timeout: float = 240.0):
