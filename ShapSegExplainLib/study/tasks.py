@@ -12,6 +12,7 @@ import json
 import os
 import threading
 import time
+import warnings
 from pathlib import Path
 
 from ..errors import ShapSegError
@@ -48,6 +49,9 @@ def same_settings(a: dict, b: dict) -> bool:
 def run_task(task: dict) -> dict:
     """Run one study task (``StudyTask`` fields plus ``state``, the study's bookkeeping
     folder, and ``torch_threads``); returns its outcome."""
+    # torch's own deprecation notice when nnU-Net's trainers are imported, once per worker
+    # process: noise between the study's progress bar lines
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.interface", category=FutureWarning)
     with _LOCK:
         note_attempt(Path(task["state"]), task["key"])
         if finished(task["job"]):           # another run of the study finished it meanwhile
