@@ -334,15 +334,15 @@ def cmd_study(args) -> int:
     """Run (or go on with) a study of many explanations on a Dask cluster; write its report."""
     from pathlib import Path
 
-    from .study.runner import run_study
+    from .study.runner import prepare_folder, require_packages, run_study
     manifest = args.manifest
     if args.demo == bool(manifest):
         raise ShapSegError("give a study manifest (CSV or YAML) or --demo", "bad_option")
     if args.retries < 0 or (args.workers is not None and args.workers < 1):
         raise ShapSegError("--retries must be ≥ 0 and --workers ≥ 1", "bad_option")
+    require_packages()
     if args.demo:
         from .study.demo_study import write_demo_study
-        from .study.runner import prepare_folder
         prepare_folder(Path(args.out).absolute())         # refuses a foreign folder before writing inputs
         manifest = write_demo_study(Path(args.out) / "inputs")
     outcome = run_study(manifest, args.out, args.scheduler, args.workers, args.retries)

@@ -35,9 +35,9 @@ def write_demo_study(folder: Path) -> Path:
 
 def fp_case(folder: Path, seed: int) -> dict:
     """The demo's false positive on phantom ``seed``: ROI drawn around the mimic."""
-    f = write_demo_case(folder / f"fp_s{seed}", seed).files
-    return {"id": f"fp_s{seed}", **{k: str(Path(v).relative_to(folder)) for k, v in f.items() if k != "roi"},
-            "roi_mask": str(Path(f["roi"]).relative_to(folder))}
+    files = write_demo_case(folder / f"fp_s{seed}", seed).files
+    field = {"roi": "roi_mask"}             # the demo case's file keys are the job's fields but this one
+    return {"id": f"fp_s{seed}", **{field.get(k, k): str(Path(v).relative_to(folder)) for k, v in files.items()}}
 
 
 def control_case(folder: Path, seed: int) -> dict:

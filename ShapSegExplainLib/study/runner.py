@@ -79,6 +79,7 @@ def model_gb(tasks: list[StudyTask]) -> float:
 def run_study(manifest: str | Path, out: str | Path, scheduler: str | None = None, workers: int | None = None,
               retries: int = 2, progress: bool = True) -> StudyOutcome:
     """Run (or go on with) a study; every bad manifest entry is refused before any work."""
+    require_packages()
     out = Path(out).absolute()
     tasks = read_manifest(manifest, out)
     prepare_folder(out)
@@ -105,8 +106,18 @@ def run_study(manifest: str | Path, out: str | Path, scheduler: str | None = Non
             results.setdefault(t.key, {"status": "done" if finished(t.job) else "not run"})
         write_study_report(out, tasks, results, out / STATE)
     outcome.computed = sum(r["status"] == "done" for r in results.values())
+    outcome.reused = sum(r["status"] == "reused" for r in results.values())
     outcome.failed = [(k, r.get("error", "")) for k, r in results.items() if r["status"] == "failed"]
     return outcome
+
+
+def require_packages() -> None:
+    """The study extra (``pip install 'shapsegexplain[study]'``), or one line saying so."""
+    import importlib.util
+    missing = [m for m in ("dask", "distributed", "yaml") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ShapSegError(f"shapseg study needs {', '.join(missing)}: pip install 'shapsegexplain[study]'",
+                           "missing_dependency")
 
 
 def prepare_folder(out: Path) -> None:
@@ -140,11 +151,7 @@ def dask_client(scheduler: str | None, plan: ClusterPlan | None, retries: int):
     import logging
 
     import dask
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:
-        raise ShapSegError("shapseg study needs Dask: pip install 'dask[distributed]'", "missing_dependency") \
-            from None
+    from distributed import Client, LocalCluster
     with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
         if scheduler:
             kw = {"scheduler_file": scheduler} if Path(scheduler).is_file() else {"address": scheduler}
