@@ -54,12 +54,15 @@ def roi_around(mask: np.ndarray, spacing_zyx, grow_mm: float) -> np.ndarray:
     return dist <= grow_mm
 
 
-def write_demo_case(folder: Path, seed: int = DEMO_SEED) -> DemoCase:
-    """Phantom CT, ROI, reference kidney and anatomy map (with names) written into ``folder``."""
-    ph = make_phantom(seed=seed, mimic=True)
+def write_demo_case(folder: Path, seed: int = DEMO_SEED, mimic: bool = True) -> DemoCase:
+    """Phantom CT, ROI, reference kidney and anatomy map (with names) written into ``folder``.
+    Without the ``mimic`` (a control: the same organs, as the mimic is painted last) the ROI
+    is drawn where it would be."""
+    ph = make_phantom(seed=seed, mimic=mimic)
     labels = ph.label_array
     spacing_zyx = ph.ct.GetSpacing()[::-1]
-    roi = roi_around(ph.mimic, spacing_zyx, ROI_GROW_MM)
+    where = ph.mimic if mimic else make_phantom(seed=seed, mimic=True).mimic
+    roi = roi_around(where, spacing_zyx, ROI_GROW_MM)
     reference = labels == LABELS[TARGET]
     folder.mkdir(parents=True, exist_ok=True)
     files = {"ct": folder / "phantom_ct.nii.gz", "roi": folder / "roi_drawn.nii.gz",

@@ -44,8 +44,9 @@ def row_of(task: StudyTask, result: dict, state: Path) -> dict:
 
 def measures(expl: dict) -> dict:
     """Cost, faithfulness and the top drivers of one explanation."""
+    from ..run.explain import top_drivers
     faith = expl.get("faithfulness") or {}
-    top = sorted(expl["players"], key=lambda r: -abs(r["phi"]))[:TOP]
+    top = top_drivers(expl, TOP)
     return {"M": len(expl["players"]), "coalitions": expl["shapley"]["n_evaluations"],
             "tile_forwards": expl["stats"]["tile_forwards"], "seconds": expl["stats"]["seconds"],
             "aopc": faith.get("aopc"), "abpc": faith.get("abpc"), "deletion_auc": faith.get("deletion_auc"),
