@@ -267,15 +267,16 @@ def _image_size(path: str, at: str, name: str) -> tuple[int, ...]:
 
 
 def check_target(job: dict, at: str) -> None:
-    """The target is a label of the model (its ``dataset.json``; the folder itself is read
-    when the explanation loads it)."""
-    folder = Path(job["model"])
-    candidates = [folder] + sorted(p for p in folder.iterdir() if p.is_dir())
-    dataset = next((p / "dataset.json" for p in candidates if (p / "dataset.json").is_file()), None)
-    if dataset is None:
-        return
+    """The folder is an nnU-Net results folder (found as the explanation finds it) and the
+    target one of its ``dataset.json`` labels; the checkpoints are read when the explanation
+    loads it."""
+    from ..nnunet.model import resolve_model_dir
     try:
-        labels = json.loads(dataset.read_text()).get("labels", {})
+        folder = resolve_model_dir(job["model"], job.get("configuration"))
+    except ShapSegError as e:
+        raise ShapSegError(f"{at}: {e.message}", "bad_manifest") from None
+    try:
+        labels = json.loads((folder / "dataset.json").read_text()).get("labels", {})
     except (OSError, ValueError):
         return
     values = {str(v[0] if isinstance(v, list) else v) for v in labels.values()}

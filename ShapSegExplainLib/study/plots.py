@@ -10,14 +10,14 @@ DPI = 110
 MARKERS = "osD^v<>p*h"
 
 
-def write_plots(out: Path, rows: list[dict], aggs: list[dict]) -> dict[str, str]:
+def write_plots(out: Path, rows: list[dict]) -> dict[str, str]:
     """Every plot the finished rows allow; returns name -> file name (relative to ``out``)."""
     done = [r for r in rows if r["status"] in ("done", "reused") and r["aopc"] not in ("", None)]
     if not done:
         return {}
     plots = {"trade-off": "tradeoff.png", "cost": "cost.png", "thumbnails": "thumbnails.png"}
     for name, draw in (("trade-off", tradeoff), ("cost", cost), ("thumbnails", thumbnails)):
-        fig = draw(done, aggs)
+        fig = draw(done)
         save(fig, out / plots[name])
     return plots
 
@@ -42,7 +42,7 @@ def colours(names: list[str]) -> dict[str, tuple]:
     return {n: cmap(i % 10) for i, n in enumerate(names)}
 
 
-def tradeoff(rows: list[dict], aggs: list[dict]):
+def tradeoff(rows: list[dict]):
     """AOPC against alignment, a panel per value function: a point per explanation, the
     abstraction's mean ± SD as a cross."""
     values = sorted({r["value"] for r in rows})
@@ -72,7 +72,7 @@ def tradeoff(rows: list[dict], aggs: list[dict]):
     return fig
 
 
-def cost(rows: list[dict], aggs: list[dict]):
+def cost(rows: list[dict]):
     """Tile forwards and seconds per abstraction, a marker per value function."""
     abstractions = sorted({r["players"] for r in rows})
     values = sorted({r["value"] for r in rows})
@@ -98,7 +98,7 @@ def cost(rows: list[dict], aggs: list[dict]):
     return fig
 
 
-def thumbnails(rows: list[dict], aggs: list[dict]):
+def thumbnails(rows: list[dict]):
     """The report's axial view of every explanation: a row per case, a column per setting."""
     from ..report.figure import draw_axial
     cases = list(dict.fromkeys(r["case"] for r in rows))

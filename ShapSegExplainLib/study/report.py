@@ -86,7 +86,7 @@ def write_study_report(out: Path, tasks: list[StudyTask], results: dict, state: 
     aggs = aggregates(rows)
     write_text(out / "study.csv", to_csv(rows, COLUMNS))
     write_text(out / "aggregates.csv", to_csv(aggs, list(aggs[0]) if aggs else ["players", "value", "n"]))
-    plots = write_plots(out, rows, aggs)
+    plots = write_plots(out, rows)
     write_text(out / "study.md", markdown(rows, aggs, plots))
     return rows
 

@@ -83,9 +83,9 @@ def run_study(manifest: str | Path, out: str | Path, scheduler: str | None = Non
     out = Path(out).absolute()
     tasks = read_manifest(manifest, out)
     prepare_folder(out)
-    todo = [t for t in tasks if not finished(t.job)]
-    outcome = StudyOutcome(out, len(tasks), reused=len(tasks) - len(todo))
-    results = {t.key: {"status": "reused"} for t in tasks if t not in todo}
+    results = {t.key: {"status": "reused"} for t in tasks if finished(t.job)}
+    todo = [t for t in tasks if t.key not in results]
+    outcome = StudyOutcome(out, len(tasks), reused=len(results))
     for t in todo:                            # attempts are counted per run
         attempts_file(out / STATE, t.key).unlink(missing_ok=True)
     plan = None if scheduler or not todo else plan_cluster(len(todo), model_gb(todo), workers)
