@@ -42,6 +42,7 @@ from ..errors import ShapSegError
 from .cache import ByteLRU
 from .case import Case
 from .grid import RoiPlan
+from .memory import release_freed_memory
 from .model import NNUNetModel
 from .tiles import Fusion, make_grid, pad_data
 
@@ -324,6 +325,7 @@ class CoalitionEvaluator:
         c.seconds["fusion"] += time.perf_counter() - t0
         c.distinct_states = len(self._seen)
         c.cache_entries, c.peak_cache_bytes, c.evictions = len(self.memo), self.memo.peak_bytes, self.memo.evictions
+        release_freed_memory()        # the batch's freed activations back to the system
         return out
 
     def _tile_requests(self, pos: int, absent: np.ndarray, frozen: bool) -> tuple[np.ndarray, np.ndarray, list[bytes]]:

@@ -106,3 +106,32 @@ def _probe_cuda(model) -> BatchChoice:
     torch.cuda.empty_cache()
     free, _ = torch.cuda.mem_get_info(device)
     return BatchChoice(fit(tile, free, GPU_SHARE, GPU_CAP), int(tile), int(free), "cuda probe")
+
+
+def _libc_trim():
+    """glibc's ``malloc_trim``, or None (another C library, another system)."""
+    import ctypes
+    import ctypes.util
+    import sys
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+_TRIM = _libc_trim()
+
+
+def release_freed_memory() -> None:
+    """Hand the heap pages freed by the last batch back to the system (glibc ``malloc_trim``).
+
+    CPU forwards free their activations, but glibc keeps the freed pages: measured on the demo
+    model, the resident size grew by about 1 MB per tile forward and an enumeration of 16 384
+    forwards was killed at 24 GB, with 4 MB in the memo and every tensor freed; after a trim
+    it stayed at 1.05 GB. No library call does this for PyTorch on the CPU, hence by hand."""
+    if _TRIM is not None:
+        _TRIM(0)

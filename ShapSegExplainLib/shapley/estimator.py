@@ -162,7 +162,7 @@ class KernelShapRun:
         if se_method not in allowed:
             raise ValueError(f"se_method must be one of {allowed} with the {estimator} estimator")
         self.se_method = se_method
-        self.theta: np.ndarray | None = None            # GP hyperparameters (log ρ, log λ, log σ)
+        self.theta: np.ndarray | None = None            # GP hyperparameters (log ρ, log λ, log σ, log ω)
         self.theta_at = 0                               # evaluations when they were last optimised
         self.rng = np.random.default_rng(seed)
         self.rows: dict[bytes, int] = {}
@@ -476,6 +476,7 @@ class KernelShapRun:
         se = post.se if (se_method or self.se_method) == "posterior" else self.gp_jackknife(x, v)
         return {"values": phi, "se": se, "estimator": "gp", "log_rho": float(self.theta[0]),
                 "log_nugget": float(self.theta[1]), "log_size_offset": float(self.theta[2]),
+                "log_pair_weight": float(self.theta[3]) if len(self.theta) > 3 else None,
                 "fresh": self.theta_at == n}
 
     def _hyper_gp(self, gp, x: np.ndarray, v: np.ndarray):

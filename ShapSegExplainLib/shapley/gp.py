@@ -1,24 +1,29 @@
 """Shapley values as the posterior mean of a Gaussian-process model of the game.
 
 Model, in Harsanyi's (Möbius) basis: v(S) = v(∅) + Σ_{∅≠T⊆S} d_T + u(|S|) + e_S with
-independent dividends d_T ~ N(0, s²·ρ^(|T|-1) / C(M, |T|)) up to order ``max_order``
-(all orders together carry prior variance s²·ρ^(k-1): interactions fade geometrically
-with their order at a rate ρ learnt from the data); an offset u ~ N(0, s²·σ) per
+independent dividends d_T ~ N(0, s²·w_|T| / C(M, |T|)) up to order ``max_order`` (the
+dividends of order k together carry prior variance s²·w_k), w_1 = 1 and w_k = ω·ρ^(k-2)
+for k ≥ 2: pairs weigh ω against single players, and higher interactions fade
+geometrically at a rate ρ, both learnt from the data. ω is free because real segmentation
+games are often mostly pairwise (a false positive that needs two regions present:
+``benchmarks/games``, Shapley weight 0.6-0.9 in order 2), which one geometric rate cannot
+express without inflating every higher order; with ω = ρ the model is the geometric one
+(a 3-entry θ). An offset u ~ N(0, s²·σ) per
 coalition size 1..M-1 (a symmetric game that is 0 at ∅ and N, so its Shapley values are
 0: it takes up size-level shifts, e.g. a network that degrades with the share of the image
 removed, which the dividends would otherwise have to explain); and a nugget
 e_S ~ N(0, s²·λ) on every coalition but N for what the model misses. For coalitions S, S'
 
-    cov(v(S), v(S'))  = s² [Σ_k ρ^(k-1) C(|S∩S'|, k) / C(M, k) + σ [|S| = |S'|] + λ [S = S']]
-    cov(φ_i, v(S))    = s² [i ∈ S] Σ_k ρ^(k-1) C(|S|-1, k-1) / (k C(M, k))
-    var(φ_i)          = s² Σ_k ρ^(k-1) / (k M)
+    cov(v(S), v(S'))  = s² [Σ_k w_k C(|S∩S'|, k) / C(M, k) + σ [|S| = |S'|] + λ [S = S']]
+    cov(φ_i, v(S))    = s² [i ∈ S] Σ_k w_k C(|S|-1, k-1) / (k C(M, k))
+    var(φ_i)          = s² Σ_k w_k / (k M)
 
 because φ_i = Σ_{T∋i} d_T / |T|. The estimate is the posterior mean of φ given every
 evaluated coalition (both halves of a pair count), its standard error the posterior
 standard deviation. Σφ_i = v(N) - v(∅) holds for every game and v(N) is observed without
 nugget or offset, so the posterior mean is efficient (to rounding, which the caller
-spreads). ρ, σ, λ and s² are chosen by maximum likelihood (s² in closed form, the others
-by L-BFGS-B with the analytic gradient).
+spreads). ρ, ω, σ, λ and s² are chosen by maximum likelihood (s² in closed form, the
+others by L-BFGS-B with the analytic gradient).
 
 This is the additive kernel of Duvenaud et al. (2011) on binary inputs, with Shapley's
 linear functional on top; k-additive estimators (shapiq's kADDSHAP) are its flat-prior,
@@ -40,7 +45,9 @@ MAX_ORDER = None                      # None: every order up to M
 LOG_RHO_BOUNDS = (np.log(1e-6), np.log(1e3))   # and ρ^(M-1) <= 1e100, so that no covariance overflows
 LOG_NUGGET_BOUNDS = (np.log(1e-8), np.log(1e3))   # below 1e-8 the factor needs jitter and time
 LOG_SIZE_BOUNDS = (np.log(1e-8), np.log(1e3))
-STARTS = ((0.0, np.log(1e-3), np.log(1e-3)), (np.log(0.1), np.log(1e-6), np.log(0.1)))   # (log ρ, log λ, log σ)
+LOG_PAIR_BOUNDS = (np.log(1e-6), np.log(1e3))
+STARTS = ((0.0, np.log(1e-3), np.log(1e-3), 0.0), (np.log(0.1), np.log(1e-6), np.log(0.1), np.log(0.1)),
+          (np.log(0.1), np.log(1e-3), np.log(1e-3), np.log(10.0)))    # (log ρ, log λ, log σ, log ω)
 
 
 @dataclass
@@ -48,7 +55,7 @@ class GPFit:
     """Posterior mean and standard deviation of φ, and the hyperparameters behind them."""
     values: np.ndarray
     se: np.ndarray
-    theta: np.ndarray        # (log ρ, log λ, log σ)
+    theta: np.ndarray        # (log ρ, log λ, log σ[, log ω])
     scale: float             # s², profiled
     log_likelihood: float
 
@@ -94,19 +101,23 @@ class GameGP:
         self.cross_ratio = _ratio_table(self.m - 1, self.m, self.orders - 1) / (self.m - self.orders + 1)
         self.scale_y = max(float(np.abs(self.y).max()), 1e-300)
 
-    def _order_weights(self, log_rho: float) -> tuple[np.ndarray, np.ndarray]:
-        """ρ^(k-1) per order and its derivative in log ρ."""
-        w = np.exp((self.orders - 1) * log_rho)
-        return w, (self.orders - 1) * w
+    def _order_weights(self, theta: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """w_k per order and its derivatives in log ρ (and log ω when θ has it)."""
+        if len(theta) < 4:                                     # geometric: w_k = ρ^(k-1)
+            w = np.exp((self.orders - 1) * theta[0])
+            return w, [(self.orders - 1) * w]
+        higher = self.orders >= 2
+        w = np.where(higher, np.exp(theta[3] + (self.orders - 2) * theta[0]), 1.0)
+        return w, [np.where(higher, (self.orders - 2) * w, 0.0), np.where(higher, w, 0.0)]
 
-    def _kernel(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
-        """K / s², its derivative in log ρ, λ and σ."""
-        w, dw = self._order_weights(theta[0])
+    def _kernel(self, theta: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], float, float]:
+        """K / s², its derivatives in the order weights' parameters, λ and σ."""
+        w, dws = self._order_weights(theta)
         lam, sigma = float(np.exp(theta[1])), float(np.exp(theta[2]))
         k = (self.kernel_ratio @ w)[self.inter] + sigma * self.same_size
-        dk = (self.kernel_ratio @ dw)[self.inter]
+        dks = [(self.kernel_ratio @ dw)[self.inter] for dw in dws]
         k[np.diag_indices_from(k)] += lam * self.noisy
-        return k, dk, lam, sigma
+        return k, dks, lam, sigma
 
     @staticmethod
     def _cholesky(k: np.ndarray):
@@ -120,28 +131,29 @@ class GameGP:
         raise LinAlgError("the kernel matrix is not positive definite")
 
     def neg_log_likelihood(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        """-log p(y | ρ, λ) with s² profiled out (up to a constant), and its gradient."""
+        """-log p(y | θ) with s² profiled out (up to a constant), and its gradient."""
         n = self.y.size
-        k, dk, lam, sigma = self._kernel(theta)
+        k, dks, lam, sigma = self._kernel(theta)
         try:
             c = self._cholesky(k)
         except LinAlgError:
-            return 1e300, np.zeros(3)
+            return 1e300, np.zeros(len(theta))
         y = self.y / self.scale_y
         alpha = cho_solve(c, y, check_finite=False)
         q = max(float(y @ alpha), 1e-300)
         nll = 0.5 * (n * np.log(q / n) + 2.0 * np.log(np.diag(c[0])).sum())
         kinv = _inverse(c[0])
         # d nll / dθ = ½ [tr(K⁻¹ dK) - n αᵀ dK α / q]
-        g_rho = 0.5 * (np.sum(kinv * dk) - n * float(alpha @ dk @ alpha) / q)
+        g_w = [0.5 * (np.sum(kinv * dk) - n * float(alpha @ dk @ alpha) / q) for dk in dks]
         g_lam = 0.5 * lam * (float(np.diag(kinv) @ self.noisy) - n * float(alpha ** 2 @ self.noisy) / q)
         g_size = 0.5 * sigma * (np.sum(kinv * self.same_size) - n * float(alpha @ self.same_size @ alpha) / q)
-        return float(nll), np.array([g_rho, g_lam, g_size])
+        return float(nll), np.array([g_w[0], g_lam, g_size, *g_w[1:]])
 
     def optimize(self, starts) -> np.ndarray:
-        """Maximum-likelihood (log ρ, log λ, log σ) from the best of ``starts`` (L-BFGS-B)."""
+        """Maximum-likelihood θ (log ρ, log λ, log σ[, log ω], as long as the starts) from the
+        best of ``starts`` (L-BFGS-B)."""
         top = min(LOG_RHO_BOUNDS[1], 230.0 / max(self.orders[-1] - 1, 1))
-        bounds = [(LOG_RHO_BOUNDS[0], top), LOG_NUGGET_BOUNDS, LOG_SIZE_BOUNDS]
+        bounds = [(LOG_RHO_BOUNDS[0], top), LOG_NUGGET_BOUNDS, LOG_SIZE_BOUNDS, LOG_PAIR_BOUNDS][:len(starts[0])]
         best = None
         for s in starts:
             s = np.clip(np.asarray(s, dtype=np.float64), [b[0] for b in bounds], [b[1] for b in bounds])
@@ -158,7 +170,7 @@ class GameGP:
         k = self._kernel(theta)[0]
         c = self._cholesky(k)
         alpha = cho_solve(c, self.y, check_finite=False)
-        w, _ = self._order_weights(theta[0])
+        w, _ = self._order_weights(theta)
         per_size = self.cross_ratio @ w                                   # by |S| - 1
         cross = self.x.T * per_size[self.size - 1][None, :]               # (M, n)
         phi = cross @ alpha

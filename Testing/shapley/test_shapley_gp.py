@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy.optimize import approx_fprime
 
-from fixtures.games import smooth_game, unanimity_game
+from fixtures.games import UnanimityGame, smooth_game, unanimity_game
 from ShapSegExplainLib.shapley.estimator import shapley_values
-from ShapSegExplainLib.shapley.gp import GameGP, gp_shapley
+from ShapSegExplainLib.shapley.gp import STARTS, GameGP, gp_shapley
 
 
 def all_coalitions(m):
@@ -75,7 +75,8 @@ def test_likelihood_gradient_matches_finite_differences():
     game, x, y = sampled_data(12, 90, seed=3)
     for max_order in (3, None):
         gp = GameGP(x, y, y[0], max_order)
-        for theta in (np.array([-0.7, -4.0, -3.0]), np.array([0.4, -1.0, -6.0])):
+        for theta in (np.array([-0.7, -4.0, -3.0]), np.array([0.4, -1.0, -6.0]),     # geometric orders
+                      np.array([-0.7, -4.0, -3.0, 1.2]), np.array([0.4, -1.0, -6.0, -2.0])):   # a free pair weight ω
             grad = gp.neg_log_likelihood(theta)[1]
             numeric = approx_fprime(theta, lambda t: gp.neg_log_likelihood(t)[0], 1e-6)
             np.testing.assert_allclose(grad, numeric, rtol=1e-4, atol=1e-5)
@@ -142,3 +143,30 @@ def test_many_players_stay_finite():
     assert abs(res.additivity_error) <= 1e-12 * max(1.0, abs(res.full_value - res.base_value))
     truth = game.shapley()
     assert np.linalg.norm(res.values - truth) / np.linalg.norm(truth) < 0.5
+
+
+def test_a_free_pair_weight_reduces_to_the_geometric_model_at_omega_equal_rho():
+    game, x, y = sampled_data(10, 70, seed=7)
+    gp = GameGP(x, y, y[0])
+    geometric, free = np.array([-0.5, -3.0, -2.0]), np.array([-0.5, -3.0, -2.0, -0.5])
+    assert gp.neg_log_likelihood(free)[0] == pytest.approx(gp.neg_log_likelihood(geometric)[0], rel=1e-12)
+    np.testing.assert_allclose(gp.posterior(free).values, gp.posterior(geometric).values, rtol=1e-10, atol=1e-12)
+
+
+def test_a_mostly_pairwise_game_learns_a_large_pair_weight():
+    """Pairs only (the shape of a real false positive that needs two regions): ω ≫ ρ, and the
+    posterior beats the geometric model's at the same data."""
+    rng = np.random.default_rng(11)
+    m = 10
+    supports = np.zeros((12, m), bool)
+    for row in supports:
+        row[rng.choice(m, 2, replace=False)] = True
+    game = UnanimityGame(supports, rng.normal(size=12))
+    x = np.concatenate([np.zeros((1, m), bool), np.ones((1, m), bool), rng.random((60, m)) < 0.5])
+    y = game(x)
+    gp = GameGP(x, y, y[0])
+    free = gp.optimize([np.array(st) for st in STARTS])
+    geometric = gp.optimize([np.array(st[:3]) for st in STARTS])
+    assert free[3] > free[0] + 2.0
+    err = [np.linalg.norm(gp.posterior(t).values - game.shapley()) for t in (free, geometric)]
+    assert err[0] < err[1]
