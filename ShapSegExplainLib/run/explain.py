@@ -145,8 +145,20 @@ class Explanation:
     content: dict = field(default_factory=dict)
 
 
-def compute(run: Run, ct_image: sitk.Image | None, model: NNUNetModel | None = None) -> Explanation:
-    """Everything but the files: players, φ with SEs, faithfulness, per-player rows."""
+@dataclass
+class Inputs:
+    """What an explanation plays on: the model, the target label, the case, the ROI, the
+    players and the unperturbed prediction."""
+    model: NNUNetModel
+    target: int
+    case: Case
+    roi: np.ndarray
+    players: PlayerSet
+    predictor: object
+
+
+def prepare_inputs(run: Run, ct_image: sitk.Image | None = None, model: NNUNetModel | None = None) -> Inputs:
+    """Load, preprocess, find the ROI and build the players (everything before the game)."""
     from ..nnunet.case import prepare_case
     from ..nnunet.evaluator import baseline_value
     from ..nnunet.model import load_model_for
@@ -165,7 +177,13 @@ def compute(run: Run, ct_image: sitk.Image | None, model: NNUNetModel | None = N
     roi = make_roi(case, target, kind, getattr(job, kind), job.snap_mm, predictor)
     run.phase("players", f"building {job.players} players")
     players = build_players_for(run, case, roi, predictor)
-    expl = explain_players(run, model, case, target, roi, players, predictor)
+    return Inputs(model, target, case, roi, players, predictor)
+
+
+def compute(run: Run, ct_image: sitk.Image | None, model: NNUNetModel | None = None) -> Explanation:
+    """Everything but the files: players, φ with SEs, faithfulness, per-player rows."""
+    i = prepare_inputs(run, ct_image, model)
+    expl = explain_players(run, i.model, i.case, i.target, i.roi, i.players, i.predictor)
     expl.content = describe(run, expl)
     return expl
 

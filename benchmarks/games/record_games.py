@@ -30,7 +30,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ShapSegExplainLib.choices import VALUES
-from ShapSegExplainLib.run.explain import Run, build_players_for
+from ShapSegExplainLib.run.explain import Run, prepare_inputs
 from ShapSegExplainLib.run.job import ExplainJob
 from ShapSegExplainLib.shapley.estimator import exact_shapley
 
@@ -79,24 +79,15 @@ def job_of(spec: GameSpec, work: Path) -> ExplainJob:
 
 def setup(spec: GameSpec, work: Path):
     """Model, case, players and evaluator of a game, as ``run.explain`` builds them."""
-    from ShapSegExplainLib.nnunet.case import prepare_case
     from ShapSegExplainLib.nnunet.evaluator import CoalitionEvaluator
-    from ShapSegExplainLib.nnunet.model import load_model_for
-    from ShapSegExplainLib.nnunet.roi import UnperturbedPrediction, make_roi
     from ShapSegExplainLib.run.explain import reference_in_roi
 
     job = job_of(spec, work)
-    model = load_model_for(job)
-    target = model.target_label(job.target)
-    case = prepare_case(job.ct, model)
-    predictor = UnperturbedPrediction(case)
-    kind = job.roi_kind()
-    roi = make_roi(case, target, kind, getattr(job, kind), job.snap_mm, predictor)
-    players = build_players_for(Run(job, lambda e: None, lambda: False), case, roi, predictor)
-    m = players.pmap.n_players
-    ev = CoalitionEvaluator(model, case, players.plan, players.pmap.ids, m, memory_budget_bytes=1 << 30)
-    reference = reference_in_roi(case, job.reference, roi)
-    return job, model, case, target, players, ev, reference
+    i = prepare_inputs(Run(job, lambda e: None, lambda: False))
+    m = i.players.pmap.n_players
+    ev = CoalitionEvaluator(i.model, i.case, i.players.plan, i.players.pmap.ids, m, memory_budget_bytes=1 << 30)
+    reference = reference_in_roi(i.case, job.reference, i.roi)
+    return job, i.model, i.case, i.target, i.players, ev, reference
 
 
 def enumerate_game(model, case, target, ev, reference, m: int, batch: int = 64) -> np.ndarray:
