@@ -12,7 +12,8 @@
   - ``gp`` (default): the posterior mean of φ under a Gaussian-process model of the game
     in the Möbius basis whose interactions fade with their order at a rate learnt by
     maximum likelihood (``shapley_gp``); every evaluated coalition informs it, both
-    halves of a pair included. Standard errors are the posterior standard deviations
+    halves of a pair included. Standard errors are the posterior standard deviations,
+    with the hyperparameters integrated out on up to ``HYPER_ROWS`` coalitions
     (or a grouped jackknife over the sampled pairs). If the additive fit reproduces
     v(S) - v(N∖S) on every evaluated pair, as it does for every game with interactions
     of order <= 2, that fit is used: it is then exact.
@@ -164,6 +165,7 @@ class KernelShapRun:
         self.se_method = se_method
         self.theta: np.ndarray | None = None            # GP hyperparameters (log ρ, log λ, log σ, log ω)
         self.theta_at = 0                               # evaluations when they were last optimised
+        self.widening = np.ones(self.m)                 # SE with θ integrated out / SE at θ̂ (_se_widening)
         self.rng = np.random.default_rng(seed)
         self.rows: dict[bytes, int] = {}
         self.coalitions: list[np.ndarray] = []
@@ -466,18 +468,33 @@ class KernelShapRun:
         x, v = np.array(self.coalitions), np.array(self.values)
         gp = GameGP(x, v, self.v0, self.max_order)
         n = self.n_evaluations
-        if self.theta is None or (fresh and self.theta_at != n) or n >= 1.5 * self.theta_at:
+        refit = self.theta is None or (fresh and self.theta_at != n) or n >= 1.5 * self.theta_at
+        if refit:
             # a default start every time: a warm start alone can stay at a bound it reached
             # while the data were few
             starts = [np.array(st) for st in STARTS] if self.theta is None else [np.array(STARTS[0]), self.theta]
             self.theta, self.theta_at = self._hyper_gp(gp, x, v).optimize(starts), n
         post = gp.posterior(self.theta)
         phi = post.values + (self.vn - self.v0 - post.values.sum()) / self.m
-        se = post.se if (se_method or self.se_method) == "posterior" else self.gp_jackknife(x, v)
+        if (se_method or self.se_method) != "posterior":
+            se = self.gp_jackknife(x, v)
+        else:
+            se = post.se * self._se_widening(gp, post, refit)
         return {"values": phi, "se": se, "estimator": "gp", "log_rho": float(self.theta[0]),
                 "log_nugget": float(self.theta[1]), "log_size_offset": float(self.theta[2]),
                 "log_pair_weight": float(self.theta[3]) if len(self.theta) > 3 else None,
                 "fresh": self.theta_at == n}
+
+    def _se_widening(self, gp, post, refit: bool) -> np.ndarray:
+        """Per player, the posterior SE with θ integrated out (``gp.marginal_se``) over the
+        SE at θ̂; 1 beyond ``HYPER_ROWS`` coalitions, where θ is well determined. Computed
+        when θ is fitted (so for every final and stopping estimate), kept between fits."""
+        if refit:
+            self.widening = np.ones(self.m)
+            if self.n_evaluations <= HYPER_ROWS:
+                wide = gp.marginal_se(post, np.random.default_rng([self.seed, self.n_evaluations, 3]))
+                self.widening = np.divide(wide, post.se, out=np.ones(self.m), where=post.se > 0)
+        return self.widening
 
     def _hyper_gp(self, gp, x: np.ndarray, v: np.ndarray):
         """The model the hyperparameters are fitted on: every row up to ``HYPER_ROWS``,

@@ -25,6 +25,17 @@ nugget or offset, so the posterior mean is efficient (to rounding, which the cal
 spreads). ρ, ω, σ, λ and s² are chosen by maximum likelihood (s² in closed form, the
 others by L-BFGS-B with the analytic gradient).
 
+On few coalitions the maximum-likelihood θ is one of many that fit about as well, and a
+posterior at that one θ is too sure (on the recorded real games at 4M, 0.87 of the nominal
+95 % intervals held). ``marginal_se`` therefore averages over θ: draws from the Laplace
+approximation around θ̂ (finite-difference Hessian of the likelihood, widened by
+``LAPLACE_WIDEN``, flat directions capped at a quarter of the box), importance-weighted
+by likelihood over proposal under a flat prior on the log box, and reports the mixture's
+mean square about the estimate, Σ w_j (σ_j² + (μ_j − φ̂)²); s² integrated out under
+Jeffreys' prior makes each posterior a Student t with n degrees of freedom, which the
+standard error absorbs by the ratio of its 97.5 % quantile to the normal one. The
+estimate itself stays the posterior mean at θ̂.
+
 This is the additive kernel of Duvenaud et al. (2011) on binary inputs, with Shapley's
 linear functional on top; k-additive estimators (shapiq's kADDSHAP) are its flat-prior,
 zero-higher-order limit. Hand-written: GP libraries (scikit-learn, GPyTorch) have neither
@@ -40,12 +51,16 @@ import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve, lapack, solve_triangular
 from scipy.optimize import minimize
 from scipy.special import gammaln
+from scipy.stats import multivariate_normal, t as student_t
 
 MAX_ORDER = None                      # None: every order up to M
 LOG_RHO_BOUNDS = (np.log(1e-6), np.log(1e3))   # and ρ^(M-1) <= 1e100, so that no covariance overflows
 LOG_NUGGET_BOUNDS = (np.log(1e-8), np.log(1e3))   # below 1e-8 the factor needs jitter and time
 LOG_SIZE_BOUNDS = (np.log(1e-8), np.log(1e3))
 LOG_PAIR_BOUNDS = (np.log(1e-6), np.log(1e3))
+LAPLACE_DRAWS = 32                    # θ draws of marginal_se
+LAPLACE_WIDEN = 1.5                   # proposal sd over the Laplace sd (importance weights correct it)
+Z975 = 1.959963984540054
 STARTS = ((0.0, np.log(1e-3), np.log(1e-3), 0.0), (np.log(0.1), np.log(1e-6), np.log(0.1), np.log(0.1)),
           (np.log(0.1), np.log(1e-3), np.log(1e-3), np.log(10.0)))    # (log ρ, log λ, log σ, log ω)
 
@@ -149,11 +164,15 @@ class GameGP:
         g_size = 0.5 * sigma * (np.sum(kinv * self.same_size) - n * float(alpha @ self.same_size @ alpha) / q)
         return float(nll), np.array([g_w[0], g_lam, g_size, *g_w[1:]])
 
+    def bounds(self, dim: int) -> np.ndarray:
+        """(dim, 2) box of log ρ, log λ, log σ[, log ω]."""
+        top = min(LOG_RHO_BOUNDS[1], 230.0 / max(self.orders[-1] - 1, 1))
+        return np.array([(LOG_RHO_BOUNDS[0], top), LOG_NUGGET_BOUNDS, LOG_SIZE_BOUNDS, LOG_PAIR_BOUNDS][:dim])
+
     def optimize(self, starts) -> np.ndarray:
         """Maximum-likelihood θ (log ρ, log λ, log σ[, log ω], as long as the starts) from the
         best of ``starts`` (L-BFGS-B)."""
-        top = min(LOG_RHO_BOUNDS[1], 230.0 / max(self.orders[-1] - 1, 1))
-        bounds = [(LOG_RHO_BOUNDS[0], top), LOG_NUGGET_BOUNDS, LOG_SIZE_BOUNDS, LOG_PAIR_BOUNDS][:len(starts[0])]
+        bounds = [tuple(b) for b in self.bounds(len(starts[0]))]
         best = None
         for s in starts:
             s = np.clip(np.asarray(s, dtype=np.float64), [b[0] for b in bounds], [b[1] for b in bounds])
@@ -182,6 +201,36 @@ class GameGP:
         q = max(scale * n / self.scale_y ** 2, 1e-300)
         nll = 0.5 * (n * np.log(q / n) + 2.0 * np.log(np.diag(c[0])).sum())
         return GPFit(values=phi, se=np.sqrt(var), theta=theta, scale=scale, log_likelihood=-nll)
+
+    def _hessian(self, theta: np.ndarray, step: float = 1e-3) -> np.ndarray:
+        """Forward differences of the analytic gradient, symmetrised."""
+        g0 = self.neg_log_likelihood(theta)[1]
+        h = np.array([(self.neg_log_likelihood(theta + step * e)[1] - g0) / step for e in np.eye(len(theta))])
+        return (h + h.T) / 2
+
+    def marginal_se(self, fit: GPFit, rng: np.random.Generator, draws: int = LAPLACE_DRAWS) -> np.ndarray:
+        """Standard errors of φ with θ integrated out, about ``fit`` (the posterior at θ̂;
+        see the module docstring)."""
+        theta = fit.theta
+        box = self.bounds(len(theta))
+        eig, vec = np.linalg.eigh(self._hessian(theta))
+        eig = np.maximum(eig, 1.0 / (float(np.max(box[:, 1] - box[:, 0])) / 4) ** 2)
+        cov = (vec / eig) @ vec.T * LAPLACE_WIDEN ** 2
+        thetas = np.clip(rng.multivariate_normal(theta, cov, size=draws), box[:, 0], box[:, 1])
+        fits = []
+        for t in thetas:
+            try:
+                fits.append(self.posterior(t))
+            except LinAlgError:                    # no Cholesky factor there: no weight
+                pass
+        if not fits:
+            return fit.se
+        log_w = np.array([f.log_likelihood for f in fits])
+        log_w -= multivariate_normal(theta, cov, allow_singular=True).logpdf(np.array([f.theta for f in fits]))
+        weights = np.exp(log_w - log_w.max())
+        weights /= weights.sum()
+        square = sum(w * (f.se ** 2 + (f.values - fit.values) ** 2) for w, f in zip(weights, fits))
+        return np.sqrt(square) * float(student_t.ppf(0.975, self.y.size)) / Z975
 
 
 def gp_shapley(coalitions: np.ndarray, values: np.ndarray, base_value: float, max_order: int | None = MAX_ORDER,

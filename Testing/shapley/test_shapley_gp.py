@@ -170,3 +170,20 @@ def test_a_mostly_pairwise_game_learns_a_large_pair_weight():
     assert free[3] > free[0] + 2.0
     err = [np.linalg.norm(gp.posterior(t).values - game.shapley()) for t in (free, geometric)]
     assert err[0] < err[1]
+
+
+def test_integrating_theta_reduces_to_the_t_interval_at_theta_hat(monkeypatch):
+    """marginal_se with every draw at θ̂ is θ̂'s posterior SE scaled to Student t with n
+    degrees of freedom (s² integrated under Jeffreys' prior); with the real spread of θ on
+    few values it is wider, and reproducible from its generator."""
+    from scipy.stats import t as student_t
+    import ShapSegExplainLib.shapley.gp as gp_module
+    game, x, y = sampled_data(8, 24, seed=6)
+    gp = GameGP(x, y, y[0])
+    fit = gp.posterior(gp.optimize([np.array(s) for s in STARTS]))
+    spread = gp.marginal_se(fit, np.random.default_rng(0))
+    np.testing.assert_array_equal(spread, gp.marginal_se(fit, np.random.default_rng(0)))
+    monkeypatch.setattr(gp_module, "LAPLACE_WIDEN", 1e-9)
+    at_hat = gp.marginal_se(fit, np.random.default_rng(0))
+    np.testing.assert_allclose(at_hat, fit.se * student_t.ppf(0.975, gp.y.size) / 1.959963984540054, rtol=1e-5)
+    assert np.mean(spread) > np.mean(at_hat)
