@@ -29,8 +29,9 @@ On few coalitions the maximum-likelihood θ is one of many that fit about as wel
 posterior at that one θ is too sure (on the recorded real games at 4M, 0.87 of the nominal
 95 % intervals held). ``marginal_se`` therefore averages over θ: draws from the Laplace
 approximation around θ̂ (finite-difference Hessian of the likelihood, widened by
-``LAPLACE_WIDEN``, flat directions capped at a quarter of the box), importance-weighted
-by likelihood over proposal under a flat prior on the log box, and reports the mixture's
+``LAPLACE_WIDEN``, flat directions capped at a quarter of the box; a draw outside the box
+is moved onto it), importance-weighted by likelihood over proposal density under a flat
+prior on the log box, and reports the mixture's
 mean square about the estimate, Σ w_j (σ_j² + (μ_j − φ̂)²); s² integrated out under
 Jeffreys' prior makes each posterior a Student t with n degrees of freedom, which the
 standard error absorbs by the ratio of its 97.5 % quantile to the normal one. The
