@@ -6,7 +6,7 @@ PLAYERS = ("organ", "fcc", "hybrid", "slic")            # players.maps: how the 
 VALUES = ("tp", "dice", "soft_dice", "fp", "soft_fp")    # shapley.values: what is explained
 STRATEGIES = ("memo", "paper", "roi")                    # nnunet.evaluator: tile caching (cost only)
 BASELINES = ("constant", "blur", "mean")                 # nnunet.evaluator: what absent voxels become
-ESTIMATORS = ("gp", "wls")                               # shapley.estimator: the Shapley fit
+ESTIMATORS = ("gp", "wls", "gp-trees")                   # shapley.estimator: the Shapley fit (gp-trees: shapley.trees)
 REFINE_BY = ("volume", "phi")                            # shapley.hierarchy: |φ|·volume or |φ| picks the next
 DEVICES = ("auto", "cpu", "cuda")                        # nnunet.model (also "cuda:N")
 

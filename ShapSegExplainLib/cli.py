@@ -224,7 +224,8 @@ def add_explain_args(p: argparse.ArgumentParser) -> None:
                    help="stop when max SE / (max φ - min φ) falls below this (default %(default)s)")
     g.add_argument("--estimator", default=d.estimator, choices=ESTIMATORS,
                    help="gp: posterior mean of a Gaussian-process model of the game (default); "
-                        "wls: KernelSHAP's weighted least-squares fit")
+                        "wls: KernelSHAP's weighted least-squares fit; gp-trees: a tree proxy of the game "
+                        "corrected by the GP on its residuals (more accurate at small budgets, slower fit)")
     g.add_argument("--strategy", default=d.strategy, choices=STRATEGIES,
                    help="tile caching; changes the cost, never the result (default %(default)s)")
     g.add_argument("--seed", type=int, default=d.seed, help="sampling seed (default %(default)s)")

@@ -100,7 +100,8 @@ def shap_kernel(game, m, budget, seed):
 
 SLOW = {"shapiq ShaplEIG"}     # minutes per run: only the first --slow-seeds seeds of each game
 
-METHODS = {OURS: ours("gp"), "ShapSegExplain (WLS)": ours("wls"),
+TREES = "ShapSegExplain (GP + trees)"
+METHODS = {OURS: ours("gp"), TREES: ours("gp-trees"), "ShapSegExplain (WLS)": ours("wls"),
            **{f"shapiq {k}": shapiq_method(k) for k in SHAPIQ}, "shap KernelExplainer": shap_kernel}
 
 
@@ -204,7 +205,7 @@ def run_cell(case: Case, budget: int, methods: list[str], max_seconds: float, sl
     used = {k: 0 for k in methods}
     secs = {k: 0.0 for k in methods}
     refused = {k: why for k, (at, why) in too_slow.items() if k in methods and budget >= at}
-    inside, counted = 0, 0
+    inside = {OURS: [0, 0], TREES: [0, 0]}       # (inside, counted) of the nominal 95 % intervals
     for seed, game, truth in case.games:
         for name in methods:
             if name in refused or (name in SLOW and seed >= slow_seeds):
@@ -232,15 +233,17 @@ def run_cell(case: Case, budget: int, methods: list[str], max_seconds: float, sl
             errors[name].append(float(np.linalg.norm(est - truth) / np.linalg.norm(truth)))
             if hasattr(game, "value"):
                 by_value.setdefault(game.value, {}).setdefault(name, []).append(errors[name][-1])
-            if name == OURS and se is not None:
-                inside += int(np.sum(np.abs(est - truth) <= Z95 * se + 1e-12))
-                counted += len(truth)
+            if name in inside and se is not None:
+                inside[name][0] += int(np.sum(np.abs(est - truth) <= Z95 * se + 1e-12))
+                inside[name][1] += len(truth)
     mean = {k: float(np.mean(v)) for k, v in errors.items() if v and k not in refused}
     row = {"case": case.label, "players": case.m, "budget": budget, "mean_rel_error": mean, "refused": refused,
            "runs": {k: len(errors[k]) for k in mean}, "sd_rel_error": {k: float(np.std(errors[k])) for k in mean},
            "seconds": {k: secs[k] / max(1, len(errors[k])) for k in mean},
            "max_evaluations": {k: used[k] for k in mean},
-           "coverage95": inside / counted if counted else None, "coverage_n": counted}
+           "coverage95": inside[OURS][0] / inside[OURS][1] if inside[OURS][1] else None,
+           "coverage_n": inside[OURS][1],
+           "coverage95_by_method": {k: i / n for k, (i, n) in inside.items() if n}}
     if by_value:
         row["by_value"] = {v: {k: float(np.mean(e)) for k, e in d.items() if k in mean} for v, d in by_value.items()}
     if case.tiles is not None:
@@ -258,7 +261,7 @@ def print_row(row: dict) -> None:
     verdict = "" if not best else ("ours <= best peer" if mean.get(OURS, np.inf) <= mean[best] else
                                    f"PEER BETTER ({best})")
     cells = "  ".join(f"{k}: {v:.4f}" for k, v in mean.items())
-    cov = "" if row["coverage95"] is None else f"  coverage95 {row['coverage95']:.3f}"
+    cov = "".join(f"  coverage95 {short(k)} {c:.3f}" for k, c in row.get("coverage95_by_method", {}).items())
     print(f"{row['case']}  budget {row['budget']}  {cells}  [{verdict}]{cov}", flush=True)
     for k, why in row["refused"].items():
         print(f"    {k}: {why}", flush=True)

@@ -158,8 +158,9 @@ class KernelShapRun:
         if estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}")
         self.estimator, self.max_order = estimator, max_order
-        se_method = se_method or ("posterior" if estimator == "gp" else "jackknife")
-        allowed = ("posterior", "jackknife") if estimator == "gp" else ("jackknife", "bootstrap")
+        self.gp = estimator in ("gp", "gp-trees")      # gp-trees: the GP's design, the estimate of shapley.trees
+        se_method = se_method or ("posterior" if self.gp else "jackknife")
+        allowed = ("posterior", "jackknife") if self.gp else ("jackknife", "bootstrap")
         if se_method not in allowed:
             raise ValueError(f"se_method must be one of {allowed} with the {estimator} estimator")
         self.se_method = se_method
@@ -178,7 +179,7 @@ class KernelShapRun:
         if size_sampling not in SIZE_SAMPLING:
             raise ValueError(f"size_sampling must be one of {SIZE_SAMPLING}")
         self.size_sampling = size_sampling
-        self.always_singletons = estimator == "gp" if always_singletons is None else bool(always_singletons)
+        self.always_singletons = self.gp if always_singletons is None else bool(always_singletons)
         if shrinkage not in ("cv", "none"):
             raise ValueError("shrinkage must be cv or none")
         self.shrinkage, self.ridge = shrinkage, 0.0
@@ -426,10 +427,10 @@ class KernelShapRun:
         and that fit is its exact Shapley value) or every size is enumerated."""
         if self.partial:
             return {**self.gp_estimate(fresh=True, se_method="posterior"), "estimator": "gp (first design incomplete)"}
-        if self.estimator == "gp" and self.sampled_sizes:
+        if self.gp and self.sampled_sizes:
             exact = self.additive_fit(system)
             if exact is None:
-                return self.gp_estimate(fresh)
+                return self.trees_estimate(fresh) if self.estimator == "gp-trees" else self.gp_estimate(fresh)
             return {"values": exact, "se": np.zeros(self.m), "estimator": "additive (exact fit)"}
         self.choose_ridge(system)
         return {"values": self.fit(system=system), "se": self.standard_errors(system), "estimator": "wls",
@@ -484,6 +485,18 @@ class KernelShapRun:
                 "log_nugget": float(self.theta[1]), "log_size_offset": float(self.theta[2]),
                 "log_pair_weight": float(self.theta[3]) if len(self.theta) > 3 else None,
                 "fresh": self.theta_at == n}
+
+    def trees_estimate(self, fresh: bool = False) -> dict:
+        """``shapley.trees``: a tree proxy corrected by the GP on its residuals, with bootstrap
+        standard errors, whenever the GP's θ is refitted (so for every final and stopping
+        estimate; the GP's estimate in between, which costs a fraction of the trees')."""
+        from .trees import trees_estimate
+        out = self.gp_estimate(fresh)
+        if not out["fresh"]:
+            return out
+        phi, se = trees_estimate(np.array(self.coalitions), np.array(self.values), self.seed, self.max_order)
+        phi = phi + (self.vn - self.v0 - phi.sum()) / self.m
+        return {**out, "values": phi, "se": se, "estimator": "gp-trees"}
 
     def _se_widening(self, gp, post, refit: bool) -> np.ndarray:
         """Per player, the posterior SE with θ integrated out (``gp.marginal_se``) over the
@@ -589,7 +602,7 @@ def shapley_values(game: Game, n_players: int, budget: int, seed: int = 0, batch
                         always_singletons=always_singletons, shrinkage=shrinkage, estimator=estimator,
                         max_order=max_order)
     run.stop = stop_fn or run.stop
-    if estimator == "gp" and cost is not None and candidates > 1:
+    if run.gp and cost is not None and candidates > 1:
         run.cost, run.candidates = cost, int(candidates)
     run.start(budget)
     return _drive(run, budget, batch_size, threshold, on_batch, min_pairs)

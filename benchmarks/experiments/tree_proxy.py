@@ -1,7 +1,6 @@
-"""Experiment, not the shipped estimator: a gradient-boosted tree proxy fitted on the
-evaluated coalitions, corrected by our GP on the residuals (RegressionMSR's idea, with the
-GP in place of Monte Carlo), on the recorded real games against the shipped GP on the same
-coalitions.
+"""Experiment behind ``--estimator gp-trees`` (shapley/trees.py): the same tree proxy plus
+GP on the residuals, with the intervals it would have *without* the bootstrap, on the
+recorded real games against the GP on the same coalitions.
 
 φ(v) = φ(ṽ) + φ(v − ṽ) holds for any proxy ṽ: φ(ṽ) exactly (every coalition of the fitted
 trees enumerated; M ≤ 11 here), φ(v − ṽ) by the GP posterior on the residuals. Two ways:
