@@ -19,6 +19,7 @@ REQUIREMENTS: tuple[tuple[str, str], ...] = (
     ("scipy", "scipy>=1.11"),
     ("SimpleITK", "SimpleITK>=2.3"),
     ("skimage", "scikit-image>=0.22"),
+    ("sklearn", "scikit-learn>=1.3"),
     ("slicerio", "slicerio>=1.4"),
     ("matplotlib", "matplotlib>=3.8"),
     ("tqdm", "tqdm>=4.60"),
