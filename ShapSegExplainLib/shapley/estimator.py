@@ -17,6 +17,8 @@
     (or a grouped jackknife over the sampled pairs). If the additive fit reproduces
     v(S) - v(N∖S) on every evaluated pair, as it does for every game with interactions
     of order <= 2, that fit is used: it is then exact.
+  - ``gp-trees``: the GP's design; the estimate adds a tree proxy fitted on the evaluated
+    coalitions to the GP on its residuals, with bootstrap standard errors (``shapley.trees``).
   - ``wls``: the weighted least-squares fit of KernelSHAP with post-stratified kernel
     weights, a ridge towards the equal split chosen by cross-validation over the pairs,
     and grouped-jackknife (or bootstrap) standard errors over the sampled pairs; sizes 1
