@@ -16,7 +16,7 @@ the defaults with ``--tolerance 0.01`` (its bound, and the error measured on re-
 coalitions); ``no_proxy`` and ``cost_aware`` = the defaults without the proxy game, and with
 cost-aware draws (``--cost-candidates 4``): what each lever pays (kidney edge and demo);
 ``refine_8`` = two refinements more (kidney box); ``by_phi`` = refining the largest |φ|
-first instead of the largest |φ|·volume; ``time_limit_60`` = the defaults with
+first instead of the largest |φ|·volume; ``gp_trees`` = ``--estimator gp-trees``; ``time_limit_60`` = the defaults with
 ``--time-limit 60`` (kidney box: how close to 60 s sampling stops); ``fcc_time_limit_30`` =
 one flat game of FCC players (kidney box: hundreds of players, so the limit falls inside
 KernelSHAP's first design of 2M + 2 coalitions) with ``--time-limit 30``. All without test-time mirroring (the engine's default; it multiplies every
@@ -55,8 +55,9 @@ SETUPS = {"paper": dict(strategy="paper", estimator="wls", budget=None, threshol
           "time_limit_60": dict(time_limit=60.0),      # the defaults stopped 60 s after sampling starts
           "refine_8": dict(refinements=8),             # two refinements more than the default
           "by_phi": dict(refine_by="phi"),             # refine the largest |φ| first, not |φ|·volume
+          "gp_trees": dict(estimator="gp-trees"),      # the tree proxy plus the GP on its residuals
           "fcc_time_limit_30": dict(players="fcc", levels=1, time_limit=30.0)}   # flat FCC, hundreds of players
-LEVERS = ("no_proxy", "cost_aware", "refine_8", "by_phi")
+LEVERS = ("no_proxy", "cost_aware", "refine_8", "by_phi", "gp_trees")
 TIME_LIMITED = {"time_limit_60": 60.0, "fcc_time_limit_30": 30.0}
 ONLY_ON = {"no_proxy": ("kidney_edge", "demo_fp"), "cost_aware": ("kidney_edge", "demo_fp"),
            "time_limit_60": ("kidney_box",), "refine_8": ("kidney_box",),
