@@ -160,9 +160,9 @@ class KernelShapRun:
         if estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}")
         self.estimator, self.max_order = estimator, max_order
-        self.gp = estimator in ("gp", "gp-trees")      # gp-trees: the GP's design, the estimate of shapley.trees
-        se_method = se_method or ("posterior" if self.gp else "jackknife")
-        allowed = ("posterior", "jackknife") if self.gp else ("jackknife", "bootstrap")
+        self.gp_design = estimator in ("gp", "gp-trees")   # gp-trees: the GP's design, the estimate of shapley.trees
+        se_method = se_method or ("posterior" if self.gp_design else "jackknife")
+        allowed = ("posterior", "jackknife") if self.gp_design else ("jackknife", "bootstrap")
         if se_method not in allowed:
             raise ValueError(f"se_method must be one of {allowed} with the {estimator} estimator")
         self.se_method = se_method
@@ -181,7 +181,7 @@ class KernelShapRun:
         if size_sampling not in SIZE_SAMPLING:
             raise ValueError(f"size_sampling must be one of {SIZE_SAMPLING}")
         self.size_sampling = size_sampling
-        self.always_singletons = self.gp if always_singletons is None else bool(always_singletons)
+        self.always_singletons = self.gp_design if always_singletons is None else bool(always_singletons)
         if shrinkage not in ("cv", "none"):
             raise ValueError("shrinkage must be cv or none")
         self.shrinkage, self.ridge = shrinkage, 0.0
@@ -429,7 +429,7 @@ class KernelShapRun:
         and that fit is its exact Shapley value) or every size is enumerated."""
         if self.partial:
             return {**self.gp_estimate(fresh=True, se_method="posterior"), "estimator": "gp (first design incomplete)"}
-        if self.gp and self.sampled_sizes:
+        if self.gp_design and self.sampled_sizes:
             exact = self.additive_fit(system)
             if exact is None:
                 return self.trees_estimate(fresh) if self.estimator == "gp-trees" else self.gp_estimate(fresh)
@@ -604,7 +604,7 @@ def shapley_values(game: Game, n_players: int, budget: int, seed: int = 0, batch
                         always_singletons=always_singletons, shrinkage=shrinkage, estimator=estimator,
                         max_order=max_order)
     run.stop = stop_fn or run.stop
-    if run.gp and cost is not None and candidates > 1:
+    if run.gp_design and cost is not None and candidates > 1:
         run.cost, run.candidates = cost, int(candidates)
     run.start(budget)
     return _drive(run, budget, batch_size, threshold, on_batch, min_pairs)

@@ -52,7 +52,7 @@ import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve, lapack, solve_triangular
 from scipy.optimize import minimize
 from scipy.special import gammaln
-from scipy.stats import multivariate_normal, t as student_t
+from scipy.stats import multivariate_normal, norm, t as student_t
 
 MAX_ORDER = None                      # None: every order up to M
 LOG_RHO_BOUNDS = (np.log(1e-6), np.log(1e3))   # and ρ^(M-1) <= 1e100, so that no covariance overflows
@@ -61,7 +61,6 @@ LOG_SIZE_BOUNDS = (np.log(1e-8), np.log(1e3))
 LOG_PAIR_BOUNDS = (np.log(1e-6), np.log(1e3))
 LAPLACE_DRAWS = 32                    # θ draws of marginal_se
 LAPLACE_WIDEN = 1.5                   # proposal sd over the Laplace sd (importance weights correct it)
-Z975 = 1.959963984540054
 STARTS = ((0.0, np.log(1e-3), np.log(1e-3), 0.0), (np.log(0.1), np.log(1e-6), np.log(0.1), np.log(0.1)),
           (np.log(0.1), np.log(1e-3), np.log(1e-3), np.log(10.0)))    # (log ρ, log λ, log σ, log ω)
 
@@ -231,7 +230,7 @@ class GameGP:
         weights = np.exp(log_w - log_w.max())
         weights /= weights.sum()
         square = sum(w * (f.se ** 2 + (f.values - fit.values) ** 2) for w, f in zip(weights, fits))
-        return np.sqrt(square) * float(student_t.ppf(0.975, self.y.size)) / Z975
+        return np.sqrt(square) * float(student_t.ppf(0.975, self.y.size) / norm.ppf(0.975))
 
 
 def gp_shapley(coalitions: np.ndarray, values: np.ndarray, base_value: float, max_order: int | None = MAX_ORDER,
