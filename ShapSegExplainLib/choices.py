@@ -8,6 +8,7 @@ STRATEGIES = ("memo", "paper", "roi")                    # nnunet.evaluator: til
 BASELINES = ("constant", "blur", "mean")                 # nnunet.evaluator: what absent voxels become
 ESTIMATORS = ("gp", "wls", "gp-trees")                   # shapley.estimator: the Shapley fit (gp-trees: shapley.trees)
 REFINE_BY = ("volume", "phi")                            # shapley.hierarchy: |φ|·volume or |φ| picks the next
+SPLITS = ("proportional", "equal")                       # shapley.hierarchy: how children share a parent's value
 DEVICES = ("auto", "cpu", "cuda")                        # nnunet.model (also "cuda:N")
 
 

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Sequence
 
-from .choices import DEVICES, ESTIMATORS, PLAYERS, REFINE_BY, STRATEGIES, VALUES
+from .choices import DEVICES, ESTIMATORS, PLAYERS, REFINE_BY, SPLITS, STRATEGIES, VALUES
 from .errors import ShapSegError
 
 EXIT_BAD_INPUT = 2
@@ -219,6 +219,11 @@ def add_explain_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--refine-by", default=d.refine_by, choices=REFINE_BY,
                    help="coarse to fine: refine next the player with the largest |φ|·volume (volume; a large "
                         "tissue player is split before a small one of slightly larger φ) or |φ| (phi) "
+                        "(default %(default)s)")
+    g.add_argument("--split", default=d.split, choices=SPLITS,
+                   help="coarse to fine: a refined player's children share its value in proportion to their values "
+                        "with everything else present (proportional: the Owen value when the player's effect scales "
+                        "with its context) or share the difference equally (equal: the two-step Shapley value) "
                         "(default %(default)s)")
     g.add_argument("--threshold", type=float, default=d.threshold,
                    help="stop when max SE / (max φ - min φ) falls below this (default %(default)s)")

@@ -16,7 +16,8 @@ the defaults with ``--tolerance 0.01`` (its bound, and the error measured on re-
 coalitions); ``no_proxy`` and ``cost_aware`` = the defaults without the proxy game, and with
 cost-aware draws (``--cost-candidates 4``): what each lever pays (kidney edge and demo);
 ``refine_8`` = two refinements more (kidney box); ``by_phi`` = refining the largest |φ|
-first instead of the largest |φ|·volume; ``gp_trees`` = ``--estimator gp-trees``; ``time_limit_60`` = the defaults with
+first instead of the largest |φ|·volume; ``equal_split`` = children sharing their parent's
+surplus equally (``--split equal``, the previous default); ``gp_trees`` = ``--estimator gp-trees``; ``time_limit_60`` = the defaults with
 ``--time-limit 60`` (kidney box: how close to 60 s sampling stops); ``fcc_time_limit_30`` =
 one flat game of FCC players (kidney box: hundreds of players, so the limit falls inside
 KernelSHAP's first design of 2M + 2 coalitions) with ``--time-limit 30``. All without test-time mirroring (the engine's default; it multiplies every
@@ -24,6 +25,11 @@ setup's cost by 8). Reported per case and setup: players, coalitions, tile forwa
 (sampling and faithfulness; setup forwards apart), wall seconds, AOPC, ABPC,
 deletion/insertion AUC, anatomical alignment, all from curves over the *removed volume* of
 the support (mL), so different partitions compare; the ratio of tile forwards.
+
+The curves rank players by φ per mL (the engine's own curves). Every row's curves are
+re-evaluated here from its stored φ under both rankings, by φ per mL and by φ (the ranking
+of earlier releases), through a fresh evaluator: a read-back row is measured as today's, and
+a fresh row's re-evaluation must equal the engine's own numbers (checked).
 
     python benchmarks/bench_cost.py [--cases ...] [--setups paper default ...] [--out DIR] [--reuse]
 """
@@ -36,9 +42,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
-from ShapSegExplainLib.run.explain import run_explanation
+from ShapSegExplainLib.run.explain import Run, prepare_inputs, reference_in_roi, run_explanation
 from ShapSegExplainLib.run.job import ExplainJob
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -55,9 +62,10 @@ SETUPS = {"paper": dict(strategy="paper", estimator="wls", budget=None, threshol
           "time_limit_60": dict(time_limit=60.0),      # the defaults stopped 60 s after sampling starts
           "refine_8": dict(refinements=8),             # two refinements more than the default
           "by_phi": dict(refine_by="phi"),             # refine the largest |φ| first, not |φ|·volume
+          "equal_split": dict(split="equal"),          # children share the parent's surplus equally (two-step)
           "gp_trees": dict(estimator="gp-trees"),      # the tree proxy plus the GP on its residuals
           "fcc_time_limit_30": dict(players="fcc", levels=1, time_limit=30.0)}   # flat FCC, hundreds of players
-LEVERS = ("no_proxy", "cost_aware", "refine_8", "by_phi", "gp_trees")
+LEVERS = ("no_proxy", "cost_aware", "refine_8", "by_phi", "equal_split", "gp_trees")
 TIME_LIMITED = {"time_limit_60": 60.0, "fcc_time_limit_30": 30.0}
 ONLY_ON = {"no_proxy": ("kidney_edge", "demo_fp"), "cost_aware": ("kidney_edge", "demo_fp"),
            "time_limit_60": ("kidney_box",), "refine_8": ("kidney_box",),
@@ -107,29 +115,71 @@ def run_setup(case: str, setup: str, work: Path, folder: Path, reuse: bool) -> d
     return content
 
 
-def row(content: dict) -> dict:
-    f, s = content["faithfulness"], content["stats"]
+def player_game(job: ExplainJob, content: dict):
+    """The saved explanation's final players as a game (through the tree's atoms when coarse to fine)."""
+    from ShapSegExplainLib.nnunet.evaluator import CoalitionEvaluator
+    from ShapSegExplainLib.shapley.hierarchy import node_game
+    from ShapSegExplainLib.shapley.values import value_function_for
+
+    i = prepare_inputs(Run(job, lambda e: None, lambda: False))
+    tree = i.players.tree
+    ids = tree.atoms.ids if tree is not None else i.players.pmap.ids
+    m = tree.atoms.n_players if tree is not None else i.players.pmap.n_players
+    ev = CoalitionEvaluator(i.model, i.case, i.players.plan, ids, m, baseline_hu=job.baseline_hu,
+                            tolerance=job.tolerance, memory_budget_bytes=1 << 30)   # the curves of a pruned run are pruned
+    full = ev.evaluate(np.ones((1, m), bool))
+    reference = reference_in_roi(i.case, job.reference, i.roi) if job.reference else None
+    vf = value_function_for(i.model, job.value, i.target, full, float(np.prod(i.case.spacing)) / 1000.0,
+                            reference, job.normalized)
+    game = lambda c: vf(ev.evaluate(np.asarray(c, bool)))   # noqa: E731
+    if tree is not None:
+        return node_game(game, tree.membership([tree.names.index(r["name"]) for r in content["players"]]))
+    if [p.name for p in i.players.pmap.players] != [r["name"] for r in content["players"]]:
+        raise SystemExit(f"the rebuilt players of {job.out} differ from the saved ones")
+    return game
+
+
+def curves_both_orders(case: str, setup: str, work: Path, content: dict) -> dict:
+    """AOPC, ABPC and the AUCs of the stored φ, players ranked by φ per mL and by φ."""
+    from ShapSegExplainLib.shapley.metrics import faithfulness
+    job = case_jobs(case, work, work / "recurve", **SETUPS[setup])
+    game, rows = player_game(job, content), content["players"]
+    args = dict(steps=job.faithfulness_steps, volumes=np.array([r["ml"] for r in rows]),
+                kept=np.array([r["kind"] == "context" for r in rows]))
+    phi = np.array([r["phi"] for r in rows])
+    out = {order: faithfulness(game, phi, order=order, **args) for order in ("density", "phi")}
+    own = content["faithfulness"]
+    if not content.get("reused") and abs(out["density"]["aopc"] - own["aopc"]) > 1e-6:
+        raise SystemExit(f"{case}/{setup}: re-evaluated AOPC {out['density']['aopc']} != the engine's {own['aopc']}")
+    return out
+
+
+def row(content: dict, curves: dict) -> dict:
+    f, s = curves["density"], content["stats"]
     return {"players": len(content["players"]), "coalitions": s["coalitions"],
             "tile_forwards": s["tile_forwards"], "setup_forwards": s["tile_forwards_setup"],
             "sampling_forwards": s["tile_forwards_sampling"],
             "seconds": content.get("wall_seconds", s["seconds"]),
             "aopc": f["aopc"], "abpc": f["abpc"], "deletion_auc": f["deletion_auc"],
-            "insertion_auc": f["insertion_auc"], "alignment": f.get("anatomical_alignment"),
+            "insertion_auc": f["insertion_auc"], "alignment": content["faithfulness"].get("anatomical_alignment"),
             "levels": len(content.get("levels") or []) or 1, "reused": content.get("reused", False),
             "sampling_seconds": s["seconds_by_phase"].get("shapley"), "stop_reason": content["shapley"]["stop_reason"],
             "pruning": content.get("pruning") or None, "phi": {r["name"]: r["phi"] for r in content["players"]},
-            "ml_removed": f["ml_removed"], "morf": f["morf"], "lerf": f["lerf"]}
+            "ml_removed": f["ml_removed"], "morf": f["morf"], "lerf": f["lerf"],
+            "by_phi": {k: curves["phi"][k] for k in ("aopc", "abpc", "deletion_auc", "insertion_auc")},
+            "scales": [lv.get("scale") for lv in content.get("levels") or [] if lv.get("refined")]}
 
 
 def table(results: dict) -> str:
     lines = ["| case | setup | players | coalitions | tile forwards (Shapley + rest) | seconds | AOPC | ABPC "
-             "| del AUC | ins AUC | alignment |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| del AUC | ins AUC | alignment | AOPC, ABPC ranked by φ |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for case, by_setup in results.items():
         for setup, r in by_setup.items():
             lines.append(f"| {case} | {setup} | {r['players']} | {r['coalitions']} | {r['tile_forwards']} "
                          f"({r['sampling_forwards']} + {r['tile_forwards'] - r['sampling_forwards']}) | "
                          f"{r['seconds']:.0f} | {r['aopc']:.4g} | {r['abpc']:.4g} | {r['deletion_auc']:.4g} | "
-                         f"{r['insertion_auc']:.4g} | {r['alignment'] if r['alignment'] is None else round(r['alignment'], 3)} |")
+                         f"{r['insertion_auc']:.4g} | {r['alignment'] if r['alignment'] is None else round(r['alignment'], 3)} "
+                         f"| {r['by_phi']['aopc']:.4g}, {r['by_phi']['abpc']:.4g} |")
         for setup in ("default", "pruned"):
             if {"paper", setup} <= set(by_setup):
                 p, d = by_setup["paper"], by_setup[setup]
@@ -137,19 +187,21 @@ def table(results: dict) -> str:
                              f"({p['sampling_forwards'] / max(d['sampling_forwards'], 1):.1f}× + "
                              f"{(p['tile_forwards'] - p['sampling_forwards']) / max(d['tile_forwards'] - d['sampling_forwards'], 1):.1f}×) | "
                              f"{p['seconds'] / max(d['seconds'], 1e-9):.1f}× | "
-                             f"{'≥' if d['aopc'] >= p['aopc'] else '<'} | {'≥' if d['abpc'] >= p['abpc'] else '<'} | | | |")
+                             f"{'≥' if d['aopc'] >= p['aopc'] else '<'} | {'≥' if d['abpc'] >= p['abpc'] else '<'} | | | "
+                             f"| {'≥' if d['by_phi']['aopc'] >= p['by_phi']['aopc'] else '<'}, "
+                             f"{'≥' if d['by_phi']['abpc'] >= p['by_phi']['abpc'] else '<'} |")
         for lever in LEVERS:
             if {"default", lever} <= set(by_setup):
                 d, x = by_setup["default"], by_setup[lever]
                 lines.append(f"| {case} | {lever} ÷ default | | | {x['tile_forwards'] / max(d['tile_forwards'], 1):.2f}× | "
                              f"{x['seconds'] / max(d['seconds'], 1e-9):.2f}× | {x['aopc'] - d['aopc']:+.3g} | "
-                             f"{x['abpc'] - d['abpc']:+.3g} | | | |")
+                             f"{x['abpc'] - d['abpc']:+.3g} | | | | |")
     for case, by_setup in results.items():
         for setup, limit in TIME_LIMITED.items():
             if setup in by_setup:
                 r = by_setup[setup]
                 lines.append(f"| {case} | {setup}: sampling stopped after {r['sampling_seconds']:.1f} s "
-                             f"({(r['sampling_seconds'] - limit) / limit:+.1%}), {r['stop_reason']} | | | | | | | | | |")
+                             f"({(r['sampling_seconds'] - limit) / limit:+.1%}), {r['stop_reason']} | | | | | | | | | | |")
     lines += ["", "| case | tiles kept | bound on \\|Δ logit\\| | measured max \\|Δ logit\\| | measured max \\|Δ value\\| "
               "| max \\|Δφ\\| vs default (same players) |", "|---|---|---|---|---|---|"]
     for case, by_setup in results.items():
@@ -178,7 +230,8 @@ def main() -> None:
             for setup in args.setups:
                 if case not in ONLY_ON.get(setup, (case,)):
                     continue
-                results.setdefault(case, {})[setup] = row(run_setup(case, setup, Path(tmp), folder, args.reuse))
+                content = run_setup(case, setup, Path(tmp), folder, args.reuse)
+                results.setdefault(case, {})[setup] = row(content, curves_both_orders(case, setup, Path(tmp), content))
                 print(json.dumps({"case": case, "setup": setup,
                                   **{k: v for k, v in results[case][setup].items()
                                      if k not in ("ml_removed", "morf", "lerf", "phi")}}), flush=True)

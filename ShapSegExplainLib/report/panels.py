@@ -46,9 +46,10 @@ def curves(ax, faith: dict | None, unit: str) -> None:
     label = "support removed (mL)"
     if not x:
         x, label = [100 * f for f in faith["fraction_removed"]], "support removed (%)"
-    ax.plot(x, faith["morf"], "-o", ms=2.5, color="#b2182b", label="remove most relevant first")
-    ax.plot(x, faith["lerf"], "-o", ms=2.5, color="#2166ac", label="remove least relevant first")
-    ax.plot(x, faith["insertion"], "--", color="0.35", label="insert most relevant first")
+    per = " per mL" if faith.get("order") == "density" else ""
+    ax.plot(x, faith["morf"], "-o", ms=2.5, color="#b2182b", label=f"remove most relevant{per} first")
+    ax.plot(x, faith["lerf"], "-o", ms=2.5, color="#2166ac", label=f"remove least relevant{per} first")
+    ax.plot(x, faith["insertion"], "--", color="0.35", label=f"insert most relevant{per} first")
     ax.set_xlabel(label, fontsize=8)
     ax.set_ylabel(f"value{f' ({unit})' if unit else ''}", fontsize=8)
     ax.set_title(f"faithfulness: AOPC {faith['aopc']:.3g} · ABPC {faith['abpc']:.3g}", fontsize=9)

@@ -334,7 +334,9 @@ def emit_players(run: Run, case, players: PlayerSet, vf) -> None:
 
 
 def faithfulness_of(sampler: "Sampler", players: PlayerSet, phi: np.ndarray) -> dict:
-    """Curves over removed volume for the final players (through the atoms when coarse to fine)."""
+    """Curves over removed volume for the final players (through the atoms when coarse to fine),
+    ranked by φ per mL: the voxel map that sums to φ over each player, so merging players of
+    equal density leaves the curves unchanged and partitions compare."""
     from ..shapley.hierarchy import node_game
     from ..shapley.metrics import faithfulness
     rows = players.rows
@@ -344,7 +346,7 @@ def faithfulness_of(sampler: "Sampler", players: PlayerSet, phi: np.ndarray) -> 
     purity = np.array([np.nan if r["purity"] is None else r["purity"] for r in rows])
     return faithfulness(game, phi, steps=sampler.run.job.faithfulness_steps, purity=purity,
                         volumes=np.array([r["ml"] for r in rows]),
-                        kept=np.array([r["kind"] == "context" for r in rows]))
+                        kept=np.array([r["kind"] == "context" for r in rows]), order="density")
 
 
 class Sampler:
@@ -473,7 +475,8 @@ class Sampler:
             ps.nodes = list(res.nodes)              # the level's players are these tree nodes
             state["players"] = ps
             refined = res.refined[-1] if res.refined else None
-            levels.append({"refined": None if refined is None else tree.names[refined], "players": len(res.nodes),
+            levels.append({"refined": None if refined is None else tree.names[refined],
+                           "scale": res.scales[-1] if res.scales else None, "players": len(res.nodes),
                            "coalitions": res.n_evaluations, "proxy_coalitions": res.proxy_evaluations,
                            "tile_forwards": self.ev.counters.tile_forwards,
                            "seconds": round(time.perf_counter() - self.t0, 3)})
@@ -487,13 +490,14 @@ class Sampler:
         games = AtomGames(self.game, opts.pop("proxy", None), opts.pop("cost", None))
         volumes = tree.node_voxels() if job.refine_by == "volume" else None
         res = tree_shapley(games, tree, seed=job.seed, max_refinements=job.refinements,
-                           min_share=job.refine_share, volumes=volumes, stop=self.stop, on_level=on_level,
+                           min_share=job.refine_share, volumes=volumes, split=job.split, stop=self.stop,
+                           on_level=on_level,
                            threshold=job.threshold, estimator=job.estimator, batch_size=job.coalition_batch,
                            on_batch=self.on_batch, **opts)
-        return tree_result(res, tree, job.seed), state["players"], levels
+        return tree_result(res, tree, job.seed, job.split), state["players"], levels
 
 
-def tree_result(res, tree, seed: int):
+def tree_result(res, tree, seed: int, split: str = "proportional"):
     """A coarse-to-fine result in the shape of a flat one: the audit keeps every game's
     coalitions as the atoms present, with their values."""
     from ..shapley.estimator import ShapleyResult
@@ -507,7 +511,10 @@ def tree_result(res, tree, seed: int):
                          exact=all(g.exact for g in games), stop_reason=res.stop_reason, seed=seed,
                          coalitions=res.atom_coalitions(tree),
                          game_values=np.concatenate([g.game_values for g in games]), history=history,
-                         estimator=f"coarse to fine (two-step Shapley; {kinds})")
+                         estimator=f"coarse to fine ({SPLIT_NAMES[split]}; {kinds})")
+
+
+SPLIT_NAMES = {"proportional": "proportional split, Owen", "equal": "equal split, two-step Shapley"}
 
 
 def describe(run: Run, expl: Explanation) -> dict:

@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ..choices import DEVICES, ESTIMATORS, PLAYERS, REFINE_BY, STRATEGIES, VALUES, check_choice
+from ..choices import DEVICES, ESTIMATORS, PLAYERS, REFINE_BY, SPLITS, STRATEGIES, VALUES, check_choice
 from ..errors import ShapSegError
 
 ROI_KINDS = ("roi_mask", "roi_box", "roi_box_ras", "roi_point", "roi_point_ras")
@@ -48,6 +48,7 @@ class ExplainJob:
     refinements: int = 6            # at most this many players refined (bench_cost: 5-6 match the paper's AOPC)
     refine_share: float = 0.03      # ... each carrying at least this share of Σ|φ|
     refine_by: str = "volume"       # ... the largest |φ|·volume first (bench_cost: kidney box), or |φ| ("phi")
+    split: str = "proportional"     # children share the parent's φ in proportion to their values (or "equal")
     # what is explained
     value: str = "soft_dice"
     normalized: bool = False
@@ -119,7 +120,7 @@ class ExplainJob:
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not ok(v):
                 raise ShapSegError(f"{name.replace('_', '-')} must be {what}, got {v!r}", "bad_option")
         for name, allowed in (("players", PLAYERS), ("value", VALUES), ("strategy", STRATEGIES),
-                              ("estimator", ESTIMATORS), ("refine_by", REFINE_BY)):
+                              ("estimator", ESTIMATORS), ("refine_by", REFINE_BY), ("split", SPLITS)):
             check_choice(name, getattr(self, name), allowed)
         if not (self.device in DEVICES or (isinstance(self.device, str) and self.device.startswith("cuda:"))):
             check_choice("device", self.device, DEVICES)

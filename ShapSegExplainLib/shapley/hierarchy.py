@@ -2,17 +2,29 @@
 
 The coarse game is played by the tree's roots. Then, one at a time, a player that has
 children is *refined* (which one: below): its children play the game in which every
-other player is present (the image as it is), and they share the parent's value by the
-**two-step Shapley value** (Kamijo 2009, with the other players present rather than
-absent):
+other player is present (the image as it is), w_p(T) = v(T ∪ (N ∖ p)), T ⊆ children(p),
+whose total is p's marginal m_p = v(N) − v(N ∖ p), and they share the parent's value φ_p:
 
-    φ_c = Sh_c(w_p) + (φ_p − [v(N) − v(N ∖ p)]) / n,     w_p(T) = v(T ∪ (N ∖ p)), T ⊆ children(p),
+* ``proportional`` (the default): φ_c = Sh_c(w_p) · φ_p / m_p. The target is the **Owen
+  value** of the tree's coalition structure: a child's Shapley value in p's game averaged
+  over the coalitions R of the other players, v(R ∪ T) − v(R). Only R = N ∖ p is played;
+  when p's effect scales with its context, v(R ∪ T) − v(R) = b(R)·h(T), the average is
+  Sh_c(h)·E[b] and the rule is exact (tested). A kidney is the case: its pieces matter
+  only while the context that makes it a kidney is there, so φ_p is a fraction of m_p and
+  every piece keeps its share of it.
+* ``equal``: the **two-step Shapley value** (Kamijo 2009, with the other players present
+  rather than absent), φ_c = Sh_c(w_p) + (φ_p − m_p) / n: the Owen value when p interacts
+  with the others only as a whole, v(R ∪ T) − v(R) = h(T) + g(R)·[T = children(p)]. On
+  the kidney it hands every piece the same large negative surplus, so weak pieces turn
+  negative (bench_cost: kidney box; on the recorded real games it is 20× further from the
+  Owen value than the proportional split, ``Testing/shapley/test_recorded_games.py``).
 
-so the children of a refined player sum to its value exactly at every level (the equal
-split hands out the part of φ_p that comes from p's interactions with other players), a
+Either way the children of a refined player sum to its value exactly at every level, a
 player left whole keeps its value, and on an additive game every level gives the flat
-game's Shapley values. Only the tiles that p touches change in w_p, so the tile memo
-answers the rest; that is what makes a refinement cheap.
+game's Shapley values. The proportional rule falls back to the equal one where φ_p and
+m_p differ in sign or φ_p / m_p > ``MAX_SCALE`` (the image as it is then says little).
+Only the tiles that p touches change in w_p, so the tile memo answers the rest; that is
+what makes a refinement cheap.
 
 Which player is refined next: among those carrying ≥ ``min_share`` of Σ|φ|, the one with
 the largest |φ|·volume when node volumes are given (the default run), else the largest |φ|.
@@ -20,9 +32,7 @@ A player's inner ordering is unknown until it is refined, so a deletion or inser
 over the removed volume can be off by up to about |φ|·volume inside it (the area of the
 block it removes at once); the largest such block is refined first. A large tissue player of
 modest φ is then split before a small one of slightly larger φ, which is what the curves in
-mL and the reader both need (bench_cost: kidney box). The surplus is still split equally:
-shares by volume or by the children's own values were measured there too (AOPC 0.783 and
-0.741 against 0.769): too little to leave Kamijo's rule for a weighted one.
+mL and the reader both need (bench_cost: kidney box).
 
 Refinement stops when no refinable player carries ``min_share`` of Σ|φ| of the current
 players, after ``max_refinements``, or when ``stop`` (time limit, forward budget) says so;
@@ -39,6 +49,7 @@ import numpy as np
 from .estimator import Game, ShapleyResult, shapley_values
 from .proxy import with_proxy
 
+MAX_SCALE = 4.0            # the proportional split only where φ_p / m_p ≤ this (``split_value``)
 EXACT_CHILDREN = 5          # a refinement enumerates every coalition of up to this many children
 BUDGET_PER_CHILD = 4        # ... and samples this many coalitions per child beyond it (GP estimator)
 
@@ -60,6 +71,7 @@ class TreeResult:
     refined: list[int] = field(default_factory=list)
     games: list[ShapleyResult] = field(default_factory=list)
     game_nodes: list[list[int]] = field(default_factory=list)     # the players of each game
+    scales: list[float | None] = field(default_factory=list)      # per refinement: φ_p / m_p, or None (equal split)
     stop_reason: str = "refined"
 
     @property
@@ -116,7 +128,7 @@ class AtomGames:
 def tree_shapley(atom_game: Game | AtomGames, tree, *, seed: int = 0, max_refinements: int = 6, min_share: float = 0.03,
                  stop: Callable[[], str | None] | None = None, on_level: Callable[[TreeResult], None] | None = None,
                  root_budget: int | None = None, per_child: int = BUDGET_PER_CHILD, volumes: np.ndarray | None = None,
-                 **kwargs) -> TreeResult:
+                 split: str = "proportional", **kwargs) -> TreeResult:
     """Coarse game over ``tree.roots()``, then refinements (see the module docstring).
     ``tree``: a ``players.levels.Tree``. ``kwargs`` go to ``shapley_values`` (estimator,
     threshold, batch_size, on_batch, ...); ``on_level`` gets the result after every level.
@@ -136,7 +148,7 @@ def tree_shapley(atom_game: Game | AtomGames, tree, *, seed: int = 0, max_refine
         if reason:
             res.stop_reason = reason
             return res
-        refine(res, tree, _pick(res, tree, min_share, volumes), games, seed, stop, per_child, kwargs)
+        refine(res, tree, _pick(res, tree, min_share, volumes), games, seed, stop, per_child, kwargs, split)
         if on_level:
             on_level(res)
 
@@ -168,18 +180,36 @@ def _next_reason(res: TreeResult, tree, max_refinements: int, min_share: float) 
     return None
 
 
-def refine(res: TreeResult, tree, pos: int, games: AtomGames, seed: int, stop, per_child: int, kwargs: dict) -> None:
-    """Replace the player at ``pos`` by its children, valued by the two-step rule."""
+def refine(res: TreeResult, tree, pos: int, games: AtomGames, seed: int, stop, per_child: int, kwargs: dict,
+           split: str = "proportional") -> None:
+    """Replace the player at ``pos`` by its children, their values by ``split_value``."""
     node = res.nodes[pos]
     kids = tree.children(node)
     n = len(kids)
     inner = games.play(tree.membership(kids), n, level_budget(n, per_child), seed + len(res.games), stop, kwargs)
-    surplus = res.values[pos] - (inner.full_value - inner.base_value)
-    values = inner.values + surplus / n
-    se = np.sqrt(inner.se ** 2 + (res.se[pos] / n) ** 2)      # the parent's error shared equally (independent)
+    values, se, scale = split_value(res.values[pos], res.se[pos], inner, split)
     res.nodes[pos:pos + 1] = kids
     res.values = np.concatenate([res.values[:pos], values, res.values[pos + 1:]])
     res.se = np.concatenate([res.se[:pos], se, res.se[pos + 1:]])
     res.refined.append(node)
     res.games.append(inner)
     res.game_nodes.append(kids)
+    res.scales.append(scale)
+
+
+def split_value(phi: float, se: float, inner: ShapleyResult, split: str) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """The children's values and SEs from the parent's ``phi`` (± ``se``) and their game in
+    the present context (``inner``), and the scale applied (None: the equal split).
+
+    ``proportional``: φ_c = Sh_c(w_p)·φ_p / m_p, m_p = v(N) − v(N ∖ p), when φ_p and m_p have
+    the same sign and φ_p / m_p ≤ ``MAX_SCALE`` (else the equal split): where the image as it is
+    carries under a quarter of p's value, its game says little about how the children share the
+    rest, and scaling would multiply its errors; ``equal``: φ_c = Sh_c(w_p) + (φ_p − m_p)/n."""
+    n = inner.values.size
+    marginal = inner.full_value - inner.base_value
+    if split == "proportional" and phi * marginal > 0 and abs(phi) <= MAX_SCALE * abs(marginal):
+        scale = phi / marginal
+        share = inner.values / marginal                          # each child's share of the parent's value
+        return inner.values * scale, np.sqrt((inner.se * scale) ** 2 + (share * se) ** 2), float(scale)
+    values = inner.values + (phi - marginal) / n
+    return values, np.sqrt(inner.se ** 2 + (se / n) ** 2), None   # the parent's error shared equally (independent)

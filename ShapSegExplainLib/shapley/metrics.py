@@ -1,7 +1,8 @@
 """Faithfulness of an attribution: remove (or insert) players in order of φ and watch the value.
 
-* MoRF: start from every player present, remove the most relevant first (largest φ);
-  LeRF: the least relevant first. Each curve is sampled at ``steps`` + 1 points
+* MoRF: start from every player present, remove the most relevant first (largest φ, or
+  largest φ per mL over removed volume: a player's φ spread evenly over its voxels, the
+  ranking that does not depend on how the support is cut); LeRF: the least relevant first. Each curve is sampled at ``steps`` + 1 points
   (0 … M players removed, evenly spaced), evaluated through the same game (cached
   evaluator) in one batch.
 * AOPC = mean over the MoRF points of v(N) - v(after removal) (higher = more faithful);
@@ -42,15 +43,19 @@ def volume_points(volumes: np.ndarray, order: np.ndarray, steps: int) -> tuple[n
 
 
 def faithfulness(game: Game, phi: np.ndarray, steps: int = 20, purity: np.ndarray | None = None,
-                 volumes: np.ndarray | None = None, kept: np.ndarray | None = None) -> dict:
+                 volumes: np.ndarray | None = None, kept: np.ndarray | None = None, order: str = "phi") -> dict:
     """MoRF/LeRF/insertion curves, AOPC, ABPC, deletion and insertion AUC, and alignment
-    (over removed volume when ``volumes`` are given, else over the number of players)."""
+    (over removed volume when ``volumes`` are given, else over the number of players).
+    ``order``: rank the players by φ, or by φ per unit of volume ("density")."""
     phi = np.asarray(phi, dtype=np.float64)
     m = phi.size
     kept = np.zeros(m, bool) if kept is None else np.asarray(kept, bool)
     free = np.flatnonzero(~kept)
-    morf_order = free[np.argsort(-phi[free], kind="stable")]
-    lerf_order = free[np.argsort(phi[free], kind="stable")]
+    if order == "density" and volumes is None:
+        raise ValueError("ranking by φ per mL needs the players' volumes")
+    score = phi / np.maximum(np.asarray(volumes, float), 1e-12) if order == "density" else phi
+    morf_order = free[np.argsort(-score[free], kind="stable")]
+    lerf_order = free[np.argsort(score[free], kind="stable")]
     if volumes is None:
         counts_m = counts_l = removal_points(free.size, steps)
         frac, removed_ml = counts_m / max(free.size, 1), None
@@ -69,7 +74,7 @@ def faithfulness(game: Game, phi: np.ndarray, steps: int = 20, purity: np.ndarra
         "ml_removed": None if removed_ml is None else removed_ml.tolist(),
         "aopc": float(np.mean(morf[0] - morf)), "abpc": float(np.mean(lerf - morf)),
         "deletion_auc": float(np.trapezoid(morf, frac)), "insertion_auc": float(np.trapezoid(ins, frac)),
-        "coalitions": int(batch.shape[0]),
+        "coalitions": int(batch.shape[0]), "order": order,
     }
     if purity is not None:
         out["anatomical_alignment"] = anatomical_alignment(phi, purity)

@@ -9,6 +9,7 @@ import SimpleITK as sitk
 
 from helpers import call_cli, run_cli, synthetic_ct
 from ShapSegExplainLib.colors import phi_colors
+from ShapSegExplainLib.display import color_scale
 from ShapSegExplainLib.errors import ShapSegError
 from ShapSegExplainLib.nnunet.model import load_model
 from ShapSegExplainLib.run.explain import Cancelled, run_explanation
@@ -130,7 +131,8 @@ def test_players_seg_reads_back_with_names_colours_and_values(explained):
     phi = np.array([r["phi"] for r in rows])
     assert [s["name"] for s in seg["segments"]] == [segment_name(r["name"], r["phi"]) for r in rows]
     colours = np.array([s["color"] for s in seg["segments"]])
-    assert np.allclose(colours, phi_colors(phi), atol=1e-5)
+    drawn = [r["kind"] != "context" for r in rows]           # the report's scale: the context is not drawn
+    assert np.allclose(colours, phi_colors(phi, color_scale(phi, drawn)), atol=1e-5)
     assert [float(s["tags"]["ShapSegExplain.phi"]) for s in seg["segments"]] == phi.tolist()
     assert [float(s["tags"]["ShapSegExplain.se"]) for s in seg["segments"]] == [r["se"] for r in rows]
     # voxels: the label of each segment, in the CT's geometry (slicerio's voxels are i, j, k)

@@ -1,11 +1,12 @@
-"""Coarse-to-fine values: children sum to their parent, the two-step rule, additive games."""
+"""Coarse-to-fine values: children sum to their parent, the proportional (Owen) and equal splits, additive games."""
 import numpy as np
 import pytest
 
 from fixtures.games import unanimity_game
+from fixtures.owen import owen_values
 from ShapSegExplainLib.players.levels import Tree
 from ShapSegExplainLib.shapley.estimator import exact_shapley
-from ShapSegExplainLib.shapley.hierarchy import level_budget, node_game, tree_shapley
+from ShapSegExplainLib.shapley.hierarchy import MAX_SCALE, level_budget, node_game, split_value, tree_shapley
 
 
 def two_level_tree() -> Tree:
@@ -22,10 +23,11 @@ def brute_shapley(game, n: int) -> np.ndarray:
     return exact_shapley(np.asarray(game(coal), float), n)
 
 
-def test_children_sum_to_the_parent_and_follow_the_two_step_rule():
+@pytest.mark.parametrize("split", ["proportional", "equal"])
+def test_children_sum_to_the_parent_and_follow_the_split_rule(split):
     tree = two_level_tree()
     game = unanimity_game(8, max_order=3, seed=4)
-    res = tree_shapley(game, tree, max_refinements=10, min_share=0.0)
+    res = tree_shapley(game, tree, max_refinements=10, min_share=0.0, split=split)
     assert set(res.nodes) == {2, 3, 4, 5, 7, 8, 9, 10}
     coarse = brute_shapley(node_game(game, tree.membership(tree.roots())), 3)
     value = dict(zip(res.nodes, res.values))
@@ -34,15 +36,58 @@ def test_children_sum_to_the_parent_and_follow_the_two_step_rule():
     parent1 = value[7] + value[8] + value[9] + value[10]
     assert parent1 == pytest.approx(coarse[1], abs=1e-12)
     assert res.values.sum() == pytest.approx(res.full_value - res.base_value, abs=1e-12)
-    # the two-step rule by hand for root 1's children {3,4}, {5}, {6} (node 6 = {3,4} refined later)
+    # the rule by hand for root 1's children {3,4}, {5}, {6} (node 6 = {3,4} refined later)
     kids = [6, 7, 8]
-    w = node_game(game, tree.membership(kids))
-    sh = brute_shapley(w, 3)
+    sh = brute_shapley(node_game(game, tree.membership(kids)), 3)
     full, without = game(np.ones((1, 8), bool))[0], game(np.array([[1, 1, 1, 0, 0, 0, 0, 1]], bool))[0]
-    expect = sh + (coarse[1] - (full - without)) / 3
+    marginal = full - without
+    proportional = split == "proportional" and coarse[1] * marginal > 0 and abs(coarse[1]) <= MAX_SCALE * abs(marginal)
+    expect = sh * coarse[1] / marginal if proportional else sh + (coarse[1] - marginal) / 3
     assert value[7] == pytest.approx(expect[1], abs=1e-12) and value[8] == pytest.approx(expect[2], abs=1e-12)
     assert value[9] + value[10] == pytest.approx(expect[0], abs=1e-12)
     assert (res.se == 0).all() and len(res.refined) == 3
+    assert res.scales[res.refined.index(1)] == (pytest.approx(coarse[1] / marginal) if proportional else None)
+
+
+def test_the_proportional_split_is_the_owen_value_when_a_player_scales_with_its_context():
+    """v = a(R) + b(R)·h(T), R the atoms outside root 1, T those inside: the children of root 1
+    get the Owen value of the structure {root 0}, {root 1's children}, {root 2} exactly; the
+    equal split does not."""
+    tree = two_level_tree()
+    inside = np.array([3, 4, 5, 6])
+    outside = np.array([0, 1, 2, 7])
+    a, b, h = (unanimity_game(4, max_order=3, seed=s) for s in (5, 6, 7))
+
+    def game(c):
+        c = np.atleast_2d(np.asarray(c, bool))
+        hv = h(c[:, inside]) - h(np.zeros((1, 4), bool))[0]
+        return a(c[:, outside]) + (2.0 + np.abs(b(c[:, outside]))) * 3.0 * hv
+    kids = tree.children(1)
+    players = [0, *kids, 2]                                   # root 0, root 1's children, root 2
+    owen = owen_values(node_game(game, tree.membership(players)), [[0], [1, 2, 3], [4]], 5)[1:4]
+    for split, exact in (("proportional", True), ("equal", False)):
+        res = tree_shapley(game, tree, max_refinements=1, min_share=0.0, split=split)
+        assert res.refined == [1]
+        got = np.array([res.values[res.nodes.index(k)] for k in kids])
+        assert np.allclose(got, owen, atol=1e-10) == exact, (split, got, owen)
+
+
+def test_the_proportional_split_falls_back_to_the_equal_split_where_the_image_says_little():
+    """φ_p of another sign than m_p, or more than MAX_SCALE times it: the equal split, and no
+    scale; otherwise the children's values and errors scale by φ_p / m_p."""
+    from types import SimpleNamespace
+    inner = SimpleNamespace(values=np.array([0.3, 0.1, -0.2]), se=np.array([0.01, 0.02, 0.03]),
+                            full_value=1.0, base_value=0.8)                      # m_p = 0.2
+    values, se, scale = split_value(0.4, 0.05, inner, "proportional")
+    assert scale == pytest.approx(2.0)
+    np.testing.assert_allclose(values, [0.6, 0.2, -0.4])
+    np.testing.assert_allclose(se, np.sqrt((2 * inner.se) ** 2 + (inner.values / 0.2 * 0.05) ** 2))
+    for phi in (-0.4, 0.2 * MAX_SCALE * 1.01):
+        values, se, scale = split_value(phi, 0.05, inner, "proportional")
+        assert scale is None
+        np.testing.assert_allclose(values, inner.values + (phi - 0.2) / 3)
+        np.testing.assert_allclose(se, np.sqrt(inner.se ** 2 + (0.05 / 3) ** 2))
+    assert split_value(0.4, 0.05, inner, "equal")[2] is None
 
 
 def test_on_an_additive_game_every_level_is_the_flat_shapley_value():

@@ -59,3 +59,24 @@ def test_curves_over_removed_volume_keep_the_context_and_compare_partitions():
     np.testing.assert_allclose(out["lerf"], [13.0, 14.0, 13.0, 13.0, 9.0])
     np.testing.assert_allclose(out["insertion"], [9.0, 9.0, 13.0, 14.0, 13.0])
     assert out["fraction_removed"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def test_ranking_by_phi_per_ml_follows_the_finer_cut_of_equal_densities():
+    """Two 1 mL players of φ 1 merged into one 2 mL player of φ 2: ranked by φ per mL the merged
+    cut follows the fine cut's curve wherever its blocks allow; ranked by φ the merged player
+    jumps ahead of a denser 1 mL player of φ 1.5."""
+    fine, fine_ml = np.array([1.0, 1.0, 1.5, 0.2]), np.array([1.0, 1.0, 1.0, 1.0])
+    merged, merged_ml = np.array([2.0, 1.5, 0.2]), np.array([2.0, 1.0, 1.0])
+    merge = lambda c: np.column_stack([c[:, 0], c[:, 0], c[:, 1], c[:, 2]])      # noqa: E731
+    game_fine = additive(fine)
+    game_merged = lambda c: game_fine(merge(np.asarray(c, bool)))                 # noqa: E731
+    a = faithfulness(game_fine, fine, steps=4, volumes=fine_ml, order="density")
+    b = faithfulness(game_merged, merged, steps=4, volumes=merged_ml, order="density")
+    # at 1 mL the fine cut removes the 1.5 player; the merged one cannot split its 2 mL
+    np.testing.assert_allclose(a["morf"], [3.7, 2.2, 1.2, 0.2, 0.0])
+    np.testing.assert_allclose(b["morf"], [3.7, 2.2, 2.2, 0.2, 0.0])
+    by_phi = faithfulness(game_merged, merged, steps=4, volumes=merged_ml, order="phi")
+    np.testing.assert_allclose(by_phi["morf"], [3.7, 3.7, 1.7, 0.2, 0.0])         # the 2 mL block first
+    assert b["aopc"] > by_phi["aopc"] and b["order"] == "density"
+    with pytest.raises(ValueError):
+        faithfulness(game_fine, fine, steps=4, order="density")

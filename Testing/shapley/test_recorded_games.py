@@ -3,9 +3,11 @@ played through the engine once), against their exact Shapley values. Seconds, no
 import numpy as np
 import pytest
 
+from fixtures.owen import owen_values
 from fixtures.recorded_games import GAMES_DIR, game_files, load_games
 from ShapSegExplainLib.shapley.estimator import exact_shapley, shapley_values
 from ShapSegExplainLib.shapley.gp import GameGP
+from ShapSegExplainLib.shapley.hierarchy import split_value
 
 GAME = GAMES_DIR / "demo_fp_hybrid.npz"    # the demo's false positive, 11 hybrid players, demo model
 SEEDS = range(4)
@@ -74,3 +76,45 @@ def test_integrating_the_hyperparameters_restores_coverage_at_4m(monkeypatch):
     at_theta_hat = shapley_values(g.fresh(), g.m, 4 * g.m, seed=0, threshold=0.0)
     np.testing.assert_array_equal(with_mixture.values, at_theta_hat.values)
     assert plain < 0.90 <= widened <= 0.98
+
+
+def organ_unions(players: list[str]) -> list[list[int]]:
+    """The players grouped by organ ("other tissue 3" -> "other tissue"): the anatomy's structure."""
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(players):
+        groups.setdefault(name.rstrip("0123456789 "), []).append(i)
+    return list(groups.values())
+
+
+def test_on_real_games_the_proportional_split_is_close_to_the_owen_value():
+    """Every recorded game and value, every organ with several players: its value (exact, of
+    the organs' game) split over its players by ``split_value`` from their exact game in the
+    image as it is, against the exact Owen value of the organ structure. The proportional
+    split is nearer than the equal one wherever it applies (20 organs), and 10x nearer in all."""
+    from types import SimpleNamespace
+    errors = {"proportional": [], "equal": []}
+    for path in game_files():
+        for g in load_games(path):
+            unions = organ_unions(g.players)
+            if len(unions) == g.m:
+                continue
+            owen = owen_values(g, unions, g.m)
+            for members in (u for u in unions if len(u) > 1):
+                others = np.ones(g.m, bool)
+                others[members] = False
+                inner = ((np.arange(1 << len(members))[:, None] >> np.arange(len(members))) & 1).astype(bool)
+                coal = np.repeat(others[None], len(inner), 0)
+                coal[:, members] = inner
+                w = g(coal)
+                game = SimpleNamespace(values=exact_shapley(w, len(members)), se=np.zeros(len(members)),
+                                       full_value=w[-1], base_value=w[0])
+                parent = owen[members].sum()                 # = the organ's Shapley value in the organs' game
+                got = {split: split_value(parent, 0.0, game, split) for split in errors}
+                if got["proportional"][2] is None:
+                    continue                                 # the equal split's fallback: nothing to compare
+                err = {split: float(np.abs(v[0] - owen[members]).max()) for split, v in got.items()}
+                assert err["proportional"] < err["equal"], (g.label, members, err)
+                for split in errors:
+                    errors[split].append(err[split])
+    assert len(errors["equal"]) >= 15
+    assert sum(errors["proportional"]) < sum(errors["equal"]) / 10, errors     # measured: 0.169 against 3.63
