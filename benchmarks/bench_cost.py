@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ShapSegExplainLib.run.explain import Run, prepare_inputs, reference_in_roi, run_explanation
+from ShapSegExplainLib.run.explain import Run, prepare_inputs, run_explanation, value_function_of
 from ShapSegExplainLib.run.job import ExplainJob
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -119,7 +119,6 @@ def player_game(job: ExplainJob, content: dict):
     """The saved explanation's final players as a game (through the tree's atoms when coarse to fine)."""
     from ShapSegExplainLib.nnunet.evaluator import CoalitionEvaluator
     from ShapSegExplainLib.shapley.hierarchy import node_game
-    from ShapSegExplainLib.shapley.values import value_function_for
 
     i = prepare_inputs(Run(job, lambda e: None, lambda: False))
     tree = i.players.tree
@@ -127,10 +126,7 @@ def player_game(job: ExplainJob, content: dict):
     m = tree.atoms.n_players if tree is not None else i.players.pmap.n_players
     ev = CoalitionEvaluator(i.model, i.case, i.players.plan, ids, m, baseline_hu=job.baseline_hu,
                             tolerance=job.tolerance, memory_budget_bytes=1 << 30)   # the curves of a pruned run are pruned
-    full = ev.evaluate(np.ones((1, m), bool))
-    reference = reference_in_roi(i.case, job.reference, i.roi) if job.reference else None
-    vf = value_function_for(i.model, job.value, i.target, full, float(np.prod(i.case.spacing)) / 1000.0,
-                            reference, job.normalized)
+    vf = value_function_of(job, i.model, i.case, i.target, i.roi, ev.evaluate(np.ones((1, m), bool)))
     game = lambda c: vf(ev.evaluate(np.asarray(c, bool)))   # noqa: E731
     if tree is not None:
         return node_game(game, tree.membership([tree.names.index(r["name"]) for r in content["players"]]))

@@ -263,22 +263,18 @@ def explain_players(run: Run, model, case, target: int, roi: np.ndarray, players
     over the tree), then faithfulness."""
     from ..nnunet.evaluator import CoalitionEvaluator
     from ..nnunet.memory import memory_limit
-    from ..shapley.values import value_function_for
     from .journal import Journal
 
     job = run.job
     plan, pmap = players.plan, players.pmap
     tree = players.tree
     m = tree.atoms.n_players if tree is not None else pmap.n_players
-    unit_ml = float(np.prod(case.spacing)) / 1000.0
     ids = tree.atoms.ids if tree is not None else pmap.ids
     memory = memory_limit(job.max_memory_gb)
     ev = CoalitionEvaluator(model, case, plan, ids, m, strategy=job.strategy, baseline_hu=job.baseline_hu,
                             tolerance=job.tolerance, proxy_tolerance=job.proxy_tolerance,
                             memory_budget_bytes=memory.memo_bytes)
-    full_logits = ev.evaluate(np.ones((1, m), bool))
-    reference = reference_in_roi(case, job.reference, roi) if job.reference else None
-    vf = value_function_for(model, job.value, target, full_logits, unit_ml, reference, job.normalized)
+    vf = value_function_of(job, model, case, target, roi, ev.evaluate(np.ones((1, m), bool)))
     emit_players(run, case, players, vf)
     sampler = Sampler(run, ev, vf, m, Journal.start(job, job.resume))
     if tree is None:
@@ -302,6 +298,14 @@ def explain_players(run: Run, model, case, target: int, roi: np.ndarray, players
                        setup_forwards=predictor.counters.tile_forwards, prediction=prediction, levels=levels,
                        pruning=ev.pruning, sampling_forwards=sampled, convergence=sampler.trace,
                        memory=memory.as_dict(), journal=sampler.journal)
+
+
+def value_function_of(job: ExplainJob, model, case, target: int, roi: np.ndarray, full_logits):
+    """The job's value function (with its reference mask, if any), given the unperturbed ROI logits."""
+    from ..shapley.values import value_function_for
+    reference = reference_in_roi(case, job.reference, roi) if job.reference else None
+    return value_function_for(model, job.value, target, full_logits, float(np.prod(case.spacing)) / 1000.0,
+                              reference, job.normalized)
 
 
 PRUNING_CHECKS = 8     # coalitions re-run without pruning to measure its error
