@@ -31,7 +31,7 @@ re-evaluated here from its stored φ under both rankings, by φ per mL and by φ
 of earlier releases), through a fresh evaluator: a read-back row is measured as today's, and
 a fresh row's re-evaluation must equal the engine's own numbers (checked).
 
-    python benchmarks/bench_cost.py [--cases ...] [--setups paper default ...] [--out DIR] [--reuse]
+    python benchmarks/bench_cost.py [--cases ...] [--setups paper default ...] [--out DIR] [--reuse] [--value V]
 """
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ShapSegExplainLib.choices import VALUES
 from ShapSegExplainLib.run.explain import Run, prepare_inputs, run_explanation, value_function_of
 from ShapSegExplainLib.run.job import ExplainJob
 
@@ -86,7 +87,7 @@ def case_jobs(name: str, work: Path, out: Path, **setup) -> ExplainJob:
     common = {"mirroring": False, "device": "cpu", "tolerance": 0.0, **setup}   # the demo's own job prunes
     if name == "spleen_dice":
         return ExplainJob(ct=str(CT), model=str(MODEL), target="spleen", out=str(out), roi_box=[13, 27, 14, 18, 32, 19],
-                          value="dice", reference=reference_mask(work, SPLEEN_TOTALSEG), **common).check()
+                          reference=reference_mask(work, SPLEEN_TOTALSEG), **{"value": "dice", **common}).check()
     if name == "kidney_edge":
         return ExplainJob(ct=str(CT), model=str(MODEL), target="kidney_left", out=str(out),
                           roi_box=[30, 27, 8, 35, 32, 13], **common).check()
@@ -99,7 +100,7 @@ def case_jobs(name: str, work: Path, out: Path, **setup) -> ExplainJob:
     raise SystemExit(f"unknown case {name}")
 
 
-def run_setup(case: str, setup: str, work: Path, folder: Path, reuse: bool) -> dict:
+def run_setup(case: str, setup: str, work: Path, folder: Path, reuse: bool, extra: dict) -> dict:
     """explanation.json of one case under one setup (read back if ``reuse`` and present)."""
     out = folder / case / setup
     done = out / "explanation.json"
@@ -107,7 +108,7 @@ def run_setup(case: str, setup: str, work: Path, folder: Path, reuse: bool) -> d
         content = json.loads(done.read_text())
         content["reused"] = True
         return content
-    job = case_jobs(case, work, out, **SETUPS[setup])
+    job = case_jobs(case, work, out, **SETUPS[setup], **extra)
     t0 = time.perf_counter()
     content = run_explanation(job)
     content["wall_seconds"] = round(time.perf_counter() - t0, 2)
@@ -135,10 +136,10 @@ def player_game(job: ExplainJob, content: dict):
     return game
 
 
-def curves_both_orders(case: str, setup: str, work: Path, content: dict) -> dict:
+def curves_both_orders(case: str, setup: str, work: Path, content: dict, extra: dict) -> dict:
     """AOPC, ABPC and the AUCs of the stored φ, players ranked by φ per mL and by φ."""
     from ShapSegExplainLib.shapley.metrics import faithfulness
-    job = case_jobs(case, work, work / "recurve", **SETUPS[setup])
+    job = case_jobs(case, work, work / "recurve", **SETUPS[setup], **extra)
     game, rows = player_game(job, content), content["players"]
     args = dict(steps=job.faithfulness_steps, volumes=np.array([r["ml"] for r in rows]),
                 kept=np.array([r["kind"] == "context" for r in rows]))
@@ -218,7 +219,11 @@ def main() -> None:
     ap.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
     ap.add_argument("--out", default=None, help="keep the results here (default: a temporary folder)")
     ap.add_argument("--reuse", action="store_true", help="read back results already in --out")
+    ap.add_argument("--value", choices=VALUES, default=None,
+                    help="explain this value on every case instead of the case's own (a check of a lever out of "
+                         "the benchmark's games; use its own --out)")
     args = ap.parse_args()
+    extra = {} if args.value is None else {"value": args.value}
     folder = Path(args.out or tempfile.mkdtemp(prefix="bench_cost_"))
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -226,8 +231,9 @@ def main() -> None:
             for setup in args.setups:
                 if case not in ONLY_ON.get(setup, (case,)):
                     continue
-                content = run_setup(case, setup, Path(tmp), folder, args.reuse)
-                results.setdefault(case, {})[setup] = row(content, curves_both_orders(case, setup, Path(tmp), content))
+                content = run_setup(case, setup, Path(tmp), folder, args.reuse, extra)
+                curves = curves_both_orders(case, setup, Path(tmp), content, extra)
+                results.setdefault(case, {})[setup] = row(content, curves)
                 print(json.dumps({"case": case, "setup": setup,
                                   **{k: v for k, v in results[case][setup].items()
                                      if k not in ("ml_removed", "morf", "lerf", "phi")}}), flush=True)
