@@ -41,6 +41,7 @@ if TYPE_CHECKING:       # types only: the heavy modules are imported when a run 
 Emit = Callable[[dict], None]
 PHASES = ("load", "prepare", "roi", "players", "shapley", "faithfulness", "write")
 CUT_SHORT = ("time_limit", "forward_budget")   # a result that --resume can carry on (its journal is kept)
+SPLIT_NAMES = {"proportional": "proportional split, Owen", "equal": "equal split, two-step Shapley"}
 GAME_CHUNK = 32       # coalitions per evaluator call: bounds memory, paces progress and cancel checks
 
 
@@ -495,9 +496,8 @@ class Sampler:
         volumes = tree.node_voxels() if job.refine_by == "volume" else None
         res = tree_shapley(games, tree, seed=job.seed, max_refinements=job.refinements,
                            min_share=job.refine_share, volumes=volumes, split=job.split, stop=self.stop,
-                           on_level=on_level,
-                           threshold=job.threshold, estimator=job.estimator, batch_size=job.coalition_batch,
-                           on_batch=self.on_batch, **opts)
+                           on_level=on_level, threshold=job.threshold, estimator=job.estimator,
+                           batch_size=job.coalition_batch, on_batch=self.on_batch, **opts)
         return tree_result(res, tree, job.seed, job.split), state["players"], levels
 
 
@@ -516,9 +516,6 @@ def tree_result(res, tree, seed: int, split: str = "proportional"):
                          coalitions=res.atom_coalitions(tree),
                          game_values=np.concatenate([g.game_values for g in games]), history=history,
                          estimator=f"coarse to fine ({SPLIT_NAMES[split]}; {kinds})")
-
-
-SPLIT_NAMES = {"proportional": "proportional split, Owen", "equal": "equal split, two-step Shapley"}
 
 
 def describe(run: Run, expl: Explanation) -> dict:

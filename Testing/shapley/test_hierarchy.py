@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from fixtures.games import unanimity_game
-from fixtures.owen import owen_values
+from fixtures.owen import owen_values, subsets
 from ShapSegExplainLib.players.levels import Tree
 from ShapSegExplainLib.shapley.estimator import exact_shapley
 from ShapSegExplainLib.shapley.hierarchy import MAX_SCALE, level_budget, node_game, split_value, tree_shapley
@@ -18,9 +18,7 @@ def two_level_tree() -> Tree:
 
 
 def brute_shapley(game, n: int) -> np.ndarray:
-    masks = np.arange(1 << n)
-    coal = ((masks[:, None] >> np.arange(n)) & 1).astype(bool)
-    return exact_shapley(np.asarray(game(coal), float), n)
+    return exact_shapley(np.asarray(game(subsets(n)), float), n)
 
 
 @pytest.mark.parametrize("split", ["proportional", "equal"])

@@ -3,7 +3,7 @@ played through the engine once), against their exact Shapley values. Seconds, no
 import numpy as np
 import pytest
 
-from fixtures.owen import owen_values
+from fixtures.owen import owen_values, subsets
 from fixtures.recorded_games import GAMES_DIR, game_files, load_games
 from ShapSegExplainLib.shapley.estimator import exact_shapley, shapley_values
 from ShapSegExplainLib.shapley.gp import GameGP
@@ -102,9 +102,8 @@ def test_on_real_games_the_proportional_split_is_close_to_the_owen_value():
             for members in (u for u in unions if len(u) > 1):
                 others = np.ones(g.m, bool)
                 others[members] = False
-                inner = ((np.arange(1 << len(members))[:, None] >> np.arange(len(members))) & 1).astype(bool)
-                coal = np.repeat(others[None], len(inner), 0)
-                coal[:, members] = inner
+                coal = np.repeat(others[None], 1 << len(members), 0)
+                coal[:, members] = subsets(len(members))
                 w = g(coal)
                 game = SimpleNamespace(values=exact_shapley(w, len(members)), se=np.zeros(len(members)),
                                        full_value=w[-1], base_value=w[0])
