@@ -2,4 +2,4 @@
 
 ``__version__`` is the one version source: pyproject.toml reads it (``dynamic``), and
 ``explanation.json`` reports it, also inside Slicer where the package has no metadata."""
-__version__ = "0.7.0"
+__version__ = "0.8.0"

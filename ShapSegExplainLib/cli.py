@@ -223,8 +223,8 @@ def add_explain_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--split", default=d.split, choices=SPLITS,
                    help="coarse to fine: a refined player's children share its value in proportion to their values "
                         "with everything else present (proportional: the Owen value when the player's effect scales "
-                        "with its context) or share the difference equally (equal: the two-step Shapley value) "
-                        "(default %(default)s)")
+                        "with its context; a player whose value shows only with others absent is left whole) or "
+                        "share the difference equally (equal: the two-step Shapley value) (default %(default)s)")
     g.add_argument("--threshold", type=float, default=d.threshold,
                    help="stop when max SE / (max φ - min φ) falls below this (default %(default)s)")
     g.add_argument("--estimator", default=d.estimator, choices=ESTIMATORS,

@@ -6,8 +6,12 @@ window, so only the tiles that intersect the ROI are run, and
 
 * ``roi``   re-runs every ROI tile for every coalition (the plain path);
 * ``paper`` reuses the unperturbed output for a tile with no absent player in it;
-* ``memo``  keys a tile's output by the set of absent players *inside that tile*, so every
-  coalition that agrees there reuses it (LRU on bytes; only the ROI part is kept).
+* ``memo``  keys a tile's output by the set of absent players *inside that tile* whose absence
+  changes its input, so every coalition that agrees there reuses it (LRU on bytes; only the
+  ROI part is kept). A player whose voxels in the tile already hold the baseline's input value
+  is not in the key: air under a CT model that clips at its foreground's 0.5th percentile
+  (−171 HU for abdo7-small) is the baseline's −1024 HU once normalised, so removing it leaves
+  the input bit for bit as it was (bench_cost, spleen: the air outside the body).
 
 All three feed the same per-tile values to the same fp16 fusion replay, so they give the
 same result bit for bit; only the number of network calls differs.
@@ -225,7 +229,10 @@ class CoalitionEvaluator:
             self.tile_inputs.append(crop[(slice(None), *local)].contiguous())
             self.tile_baselines.append(base[(slice(None), *local)].contiguous())
             self.tile_labels.append(torch.from_numpy(labels.astype(np.int64) + 1))
-            self.tile_players.append(np.unique(labels[labels >= 0]))
+            counted = labels >= 0
+            if self.strategy == "memo":         # only voxels whose input the baseline changes
+                counted &= (self.tile_inputs[-1] != self.tile_baselines[-1]).any(dim=0).numpy()
+            self.tile_players.append(np.unique(labels[counted]))
 
     def shares(self) -> list[torch.Tensor]:
         """Per ROI tile, its Gaussian share w_t(x) of the fused logits on its ROI voxels."""

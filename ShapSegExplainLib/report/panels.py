@@ -11,6 +11,7 @@ STOPPED = {"converged": "converged", "budget": "budget reached", "time_limit": "
            "forward_budget": "tile-forward budget reached", "enumerated": "every coalition evaluated",
            "space_exhausted": "every coalition evaluated", "max_refinements": "refinement cap reached",
            "finest": "finest players reached", "small": "no large player left to refine",
+           "left_whole": "the rest cannot be split in the image as it is",
            "refined": "refined"}
 
 

@@ -143,6 +143,7 @@ class Explanation:
     convergence: list[dict] = field(default_factory=list)   # ratio after each batch (flat) or level (tree)
     memory: dict = field(default_factory=dict)              # the host-memory limit and the memo's share of it
     journal: Journal | None = None                          # what was replayed from an interrupted run
+    left_whole: list[dict] = field(default_factory=list)    # coarse to fine: players left whole, φ_p and m_p
     content: dict = field(default_factory=dict)
 
 
@@ -298,7 +299,7 @@ def explain_players(run: Run, model, case, target: int, roi: np.ndarray, players
                        result=result, faithfulness=faith, counters=ev.counters,
                        setup_forwards=predictor.counters.tile_forwards, prediction=prediction, levels=levels,
                        pruning=ev.pruning, sampling_forwards=sampled, convergence=sampler.trace,
-                       memory=memory.as_dict(), journal=sampler.journal)
+                       memory=memory.as_dict(), journal=sampler.journal, left_whole=sampler.left_whole)
 
 
 def value_function_of(job: ExplainJob, model, case, target: int, roi: np.ndarray, full_logits):
@@ -375,6 +376,7 @@ class Sampler:
         self.coalition_cap = 0      # coarse to fine: ``--budget`` caps the coalitions of all levels together
         self.flat_mode = True       # coarse to fine reports whole levels (``on_level``), not each game's batches
         self.trace: list[dict] = []  # convergence: coalitions, tile forwards since sampling began, ratio
+        self.left_whole: list[dict] = []   # coarse to fine: players not refined, as their value needs others absent
 
     def game(self, coalitions: np.ndarray) -> np.ndarray:
         return self._play(coalitions, proxy=False)
@@ -498,6 +500,8 @@ class Sampler:
                            min_share=job.refine_share, volumes=volumes, split=job.split, stop=self.stop,
                            on_level=on_level, threshold=job.threshold, estimator=job.estimator,
                            batch_size=job.coalition_batch, on_batch=self.on_batch, **opts)
+        self.left_whole = [{"name": tree.names[n], "phi": float(res.values[res.nodes.index(n)]), "marginal": m}
+                           for n, m in res.left_whole.items()]
         return tree_result(res, tree, job.seed, job.split), state["players"], levels
 
 
@@ -558,7 +562,7 @@ def describe(run: Run, expl: Explanation) -> dict:
         "players": rows,
         "shapley": {"exact": result.exact, "estimator": result.estimator, "n_evaluations": result.n_evaluations,
                     "proxy_evaluations": result.proxy_evaluations,
-                    "stop_reason": result.stop_reason,
+                    "stop_reason": result.stop_reason, "left_whole": expl.left_whole,
                     "convergence_ratio": result.ratio, "seed": result.seed, "budget": expl.budget,
                     "audit_players": int(np.shape(result.coalitions)[1]),
                     "history": result.history},

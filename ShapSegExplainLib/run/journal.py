@@ -49,13 +49,16 @@ def check_resumable(job) -> None:
     old = json.loads(meta.read_text())
     if old.get("key") != job_key(job):
         differ = sorted(k for k, v in job.to_dict().items() if k not in FREE_FIELDS and old.get("job", {}).get(k) != v)
-        raise ShapSegError(f"--resume: the interrupted run of {job.out} had other settings "
-                           f"({', '.join(differ) or 'job version'}); run without --resume", "bad_resume")
+        why = f"had other settings ({', '.join(differ)})" if differ else "was started by another release"
+        raise ShapSegError(f"--resume: the interrupted run of {job.out} {why}; run without --resume", "bad_resume")
 
 
 def job_key(job) -> str:
-    """What a resumed run must share with the interrupted one."""
+    """What a resumed run must share with the interrupted one: the job and the program (a
+    release may key the tile memo or choose coalitions differently)."""
+    from .. import __version__
     fields = {k: v for k, v in job.to_dict().items() if k not in FREE_FIELDS}
+    fields["program"] = __version__
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -147,3 +147,33 @@ def test_proxy_evaluation_is_the_pruned_game_and_an_exact_one_reruns_only_the_fr
     assert torch.equal(ev.evaluate(coalitions), exact)
     assert ev.counters.tile_forwards - before == len(need)
     assert not any(ev.missing_keys(c) for c in coalitions)
+
+
+def test_a_player_already_at_the_baseline_costs_memo_no_forward_and_changes_no_value(setting):
+    """Air under a model that clips low HU is the baseline once normalised: a player whose voxels
+    hold the baseline's input value leaves every tile input as it was, so memo keeps it out of
+    the tile keys. Coalitions that differ only in it then cost no forward, and every value is
+    still bit for bit the plain path's. Before the player was air, the same toggles cost forwards."""
+    from dataclasses import replace
+
+    from ShapSegExplainLib.nnunet.evaluator import baseline_value
+    from ShapSegExplainLib.nnunet.tiles import pad_data
+    model, case, plan, pmap, m = setting
+    assert tuple(pad_data(model, case.data).shape) == case.data.shape      # no padding: the crop indexes the image
+    counts = np.bincount(pmap[pmap >= 0], minlength=m)
+    p = int(np.argmax(counts))                                             # the largest player
+    data = case.data.copy()
+    block = data[(slice(None), *plan.crop)]
+    block[:, pmap == p] = baseline_value(model, -1024.0)[:, None]
+    air = (model, replace(case, data=data), plan, pmap, m)
+    coalitions = random_coalitions(np.random.default_rng(4), 20, m)
+    toggled = coalitions.copy()
+    toggled[:, p] = ~toggled[:, p]
+    both = np.concatenate([coalitions, toggled])
+    for where, free in ((setting, False), (air, True)):
+        plain, _ = _run(where, "roi", both, batch=20)
+        memo, ev = _run(where, "memo", both, batch=20)
+        assert torch.equal(plain, memo)
+        _, once = _run(where, "memo", coalitions, batch=20)
+        assert (ev.counters.tile_forwards == once.counters.tile_forwards) == free
+        assert torch.equal(memo[:20], memo[20:]) == free

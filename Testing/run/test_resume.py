@@ -103,7 +103,7 @@ def test_a_time_limited_result_keeps_its_journal_and_resumes_to_the_full_run(tmp
     assert resumed["stats"]["coalitions_resumed"] > 0 and not journal_folder(tmp_path / "out").exists()
 
 
-def test_resume_needs_the_interrupted_run_of_the_same_settings(tmp_path, model_dirs):
+def test_resume_needs_the_interrupted_run_of_the_same_settings(tmp_path, model_dirs, monkeypatch):
     path = write_job(tmp_path, model_dirs["one_fold"], resume=True)
     with pytest.raises(ShapSegError, match="no interrupted run") as e:
         run_explanation(read_job(path))
@@ -112,3 +112,9 @@ def test_resume_needs_the_interrupted_run_of_the_same_settings(tmp_path, model_d
     with pytest.raises(ShapSegError, match=r"other settings \(seed\)") as e:
         run_explanation(read_job(write_job(tmp_path, model_dirs["one_fold"], seed=2, resume=True)))
     assert e.value.code == "bad_resume" and not (tmp_path / "out").exists()
+    import ShapSegExplainLib
+    Journal.start(read_job(write_job(tmp_path, model_dirs["one_fold"], seed=2)), resume=False)
+    monkeypatch.setattr(ShapSegExplainLib, "__version__", "0.0.0")      # a release that keys the memo otherwise
+    with pytest.raises(ShapSegError, match="another release") as e:
+        run_explanation(read_job(write_job(tmp_path, model_dirs["one_fold"], seed=2, resume=True)))
+    assert e.value.code == "bad_resume"

@@ -88,6 +88,31 @@ def test_the_proportional_split_falls_back_to_the_equal_split_where_the_image_sa
     assert split_value(0.4, 0.05, inner, "equal")[2] is None
 
 
+def test_a_player_whose_value_needs_others_absent_is_left_whole_without_playing_its_game():
+    """Roots 0 and 1 stand in for each other (either one whole gives 1) plus a small additive
+    part: with everything present, removing either changes little, m_p ≪ φ_p. The proportional
+    split leaves both whole, read from the coarse game's own v(N ∖ p), and no coalition ever
+    cuts a root; the equal split refines them."""
+    tree = two_level_tree()
+    small = np.array([0.01, 0.02, 0.0, 0.03, 0.01, 0.02, 0.01, 0.5])
+    seen = []
+
+    def game(c):
+        c = np.atleast_2d(np.asarray(c, bool))
+        seen.append(c)
+        return (c[:, :3].all(axis=1) | c[:, 3:7].all(axis=1)).astype(float) + c @ small
+    res = tree_shapley(game, tree, min_share=0.0)
+    assert res.refined == [] and res.stop_reason == "left_whole" and res.nodes == tree.roots()
+    assert res.left_whole == {0: pytest.approx(small[:3].sum()), 1: pytest.approx(small[3:7].sum())}
+    assert res.values[:2] == pytest.approx(0.5 + np.array([small[:3].sum(), small[3:7].sum()]))
+    played = np.concatenate(seen)
+    for root in tree.roots():                                   # every coalition has each root whole or absent
+        inside = played[:, tree.node_atoms[root]]
+        assert (inside.all(axis=1) | ~inside.any(axis=1)).all()
+    equal = tree_shapley(game, tree, min_share=0.0, split="equal")
+    assert {0, 1} <= set(equal.refined) and equal.left_whole == {}
+
+
 def test_on_an_additive_game_every_level_is_the_flat_shapley_value():
     a = np.array([3.0, -1.0, 0.5, 2.0, 4.0, -2.5, 1.0, 0.25])
     game = lambda c: np.asarray(c, float) @ a                                    # noqa: E731
