@@ -26,9 +26,10 @@ and φ_p / m_p ≤ ``MAX_SCALE``. Elsewhere the image as it is carries little of
 the opposite of it), so w_p only says how the children share m_p, and the equal split hands
 each of them the same (φ_p − m_p)/n: a split by count, bought with a whole game. Under the
 proportional split such a player is therefore **left whole** (``TreeResult.left_whole``): m_p
-is read before p's game is played, from v(N ∖ p), which the game p played in has evaluated
-(sizes 1 and M − 1 are KernelSHAP's first design; the tile memo answers it), so the check
-costs nothing. bench_cost, kidney edge: the spleen, φ_p / m_p = 507, whose six pieces
+is read before p's game is played, from v(N ∖ p). The game p played in has evaluated it
+(the GP's first design and an enumeration hold sizes 1 and M − 1) and the tile memo keeps it,
+so the check costs no forward; else it costs the one coalition p's own game starts with
+(w_p(∅) = v(N ∖ p)). bench_cost, kidney edge: the spleen, φ_p / m_p = 507, whose six pieces
 all came out 0.0167, cost 48 of the 298 tile forwards to the answer.
 Only the tiles that p touches change in w_p, so the tile memo answers the rest; that is
 what makes a refinement cheap.
