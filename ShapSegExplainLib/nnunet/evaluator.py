@@ -164,7 +164,7 @@ class CoalitionEvaluator:
                  n_players: int | None = None, strategy: str = "memo", baseline: str = "constant",
                  baseline_hu: float = -1024.0, blur_sigma_mm: float = 6.0,
                  memory_budget_bytes: int = 2 << 30, batch_size: int | None = None, tolerance: float = 0.0,
-                 proxy_tolerance: float = 0.0) -> None:
+                 proxy_tolerance: float = 0.0, unperturbed: dict[int, torch.Tensor] | None = None) -> None:
         if strategy not in STRATEGIES:
             raise ShapSegError(f"unknown strategy '{strategy}' (use {', '.join(STRATEGIES)})", "bad_option")
         if baseline not in BASELINES:
@@ -188,6 +188,8 @@ class CoalitionEvaluator:
         crop_data = padded[(slice(None), *plan.crop)].clone()
         base = self._baseline_crop(crop_data, player_map, baseline, baseline_hu, blur_sigma_mm)
         self._tile_setup(crop_data, base, player_map)
+        if strategy == "memo" and unperturbed:
+            self._reuse_unperturbed(unperturbed)
         self._unperturbed: dict[int, torch.Tensor] = {}
         self._seen: set[tuple[int, bytes]] = set()
         self.pruned = self._prunable(float(tolerance))
@@ -233,6 +235,15 @@ class CoalitionEvaluator:
             if self.strategy == "memo":         # only voxels whose input the baseline changes
                 counted &= (self.tile_inputs[-1] != self.tile_baselines[-1]).any(dim=0).numpy()
             self.tile_players.append(np.unique(labels[counted]))
+
+    def _reuse_unperturbed(self, outputs: dict[int, torch.Tensor]) -> None:
+        """Weighted whole-tile outputs of the unperturbed image by grid tile (the setup's
+        ``roi.UnperturbedPrediction``: the same runner and batch rule, so bit for bit what this
+        evaluator would compute) as memo entries, so v(N) runs only the ROI tiles the setup did not."""
+        for pos, tile in enumerate(self.plan.tiles):
+            if tile in outputs:
+                key = np.packbits(np.zeros(len(self.tile_players[pos]), bool)).tobytes()
+                self.memo.put((pos, key), self.fusion.roi_part(outputs[tile], pos).clone())
 
     def shares(self) -> list[torch.Tensor]:
         """Per ROI tile, its Gaussian share w_t(x) of the fused logits on its ROI voxels."""

@@ -275,7 +275,7 @@ def explain_players(run: Run, model, case, target: int, roi: np.ndarray, players
     memory = memory_limit(job.max_memory_gb)
     ev = CoalitionEvaluator(model, case, plan, ids, m, strategy=job.strategy, baseline_hu=job.baseline_hu,
                             tolerance=job.tolerance, proxy_tolerance=job.proxy_tolerance,
-                            memory_budget_bytes=memory.memo_bytes)
+                            memory_budget_bytes=memory.memo_bytes, unperturbed=predictor.outputs)
     vf = value_function_of(job, model, case, target, roi, ev.evaluate(np.ones((1, m), bool)))
     emit_players(run, case, players, vf)
     sampler = Sampler(run, ev, vf, m, Journal.start(job, job.resume))

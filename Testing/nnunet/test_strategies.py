@@ -177,3 +177,24 @@ def test_a_player_already_at_the_baseline_costs_memo_no_forward_and_changes_no_v
         _, once = _run(where, "memo", coalitions, batch=20)
         assert (ev.counters.tile_forwards == once.counters.tile_forwards) == free
         assert torch.equal(memo[:20], memo[20:]) == free
+
+
+def test_the_setups_unperturbed_tiles_serve_v_of_n_bit_for_bit(setting):
+    """The ROI tiles the setup's unperturbed prediction ran are memo entries from the start:
+    v(N) then costs no forward, and every value is bit for bit that of an evaluator without them."""
+    from ShapSegExplainLib.nnunet.roi import UnperturbedPrediction
+    model, case, plan, pmap, m = setting
+    setup = UnperturbedPrediction(case)
+    region = np.zeros(case.shape, bool)
+    region[10:15, 20:29, 18:27] = True                          # the setting's ROI: its tiles
+    setup.labels(region)
+    assert {t for t in plan.tiles} <= set(setup.outputs)
+    coalitions = random_coalitions(np.random.default_rng(5), 20, m)
+    coalitions[0] = True
+    plain, ev0 = _run(setting, "memo", coalitions, batch=20)
+    seeded, ev = _run(setting, "memo", coalitions, batch=20, unperturbed=setup.outputs)
+    assert torch.equal(plain, seeded)
+    assert ev0.counters.tile_forwards - ev.counters.tile_forwards == len(plan.tiles)
+    fresh = CoalitionEvaluator(model, case, plan, pmap, m, unperturbed=setup.outputs)
+    fresh.evaluate(np.ones((1, m), bool))
+    assert fresh.counters.tile_forwards == 0
