@@ -273,6 +273,8 @@ def explain_players(run: Run, model, case, target: int, roi: np.ndarray, players
     m = tree.atoms.n_players if tree is not None else pmap.n_players
     ids = tree.atoms.ids if tree is not None else pmap.ids
     memory = memory_limit(job.max_memory_gb)
+    # the unperturbed prediction in the support first: its tiles hold the ROI's, which the evaluator then reuses
+    prediction = predictor.labels(plan.crop_to_image(pmap.support, False)) == target
     ev = CoalitionEvaluator(model, case, plan, ids, m, strategy=job.strategy, baseline_hu=job.baseline_hu,
                             tolerance=job.tolerance, proxy_tolerance=job.proxy_tolerance,
                             memory_budget_bytes=memory.memo_bytes, unperturbed=predictor.outputs)
@@ -294,7 +296,6 @@ def explain_players(run: Run, model, case, target: int, roi: np.ndarray, players
         sampler.status["phase"] = "faithfulness"
         run.phase("faithfulness", "MoRF / LeRF / insertion curves", sampler.status["done"], sampler.total)
         faith = faithfulness_of(sampler, players, result.values)
-    prediction = predictor.labels(plan.crop_to_image(players.pmap.support, False)) == target
     return Explanation(model=model, case=case, target=target, roi=roi, players=players, value_fn=vf, budget=budget,
                        result=result, faithfulness=faith, counters=ev.counters,
                        setup_forwards=predictor.counters.tile_forwards, prediction=prediction, levels=levels,
