@@ -242,8 +242,11 @@ class CoalitionEvaluator:
         evaluator would compute) as memo entries, so v(N) runs only the ROI tiles the setup did not."""
         for pos, tile in enumerate(self.plan.tiles):
             if tile in outputs:
-                key = np.packbits(np.zeros(len(self.tile_players[pos]), bool)).tobytes()
-                self.memo.put((pos, key), self.fusion.roi_part(outputs[tile], pos).clone())
+                self.memo.put(self._present_key(pos), self.fusion.roi_part(outputs[tile], pos).clone())
+
+    def _present_key(self, pos: int) -> tuple[int, bytes]:
+        """The memo key of tile ``pos`` with every player present (its unperturbed output)."""
+        return pos, np.packbits(np.zeros(len(self.tile_players[pos]), bool)).tobytes()
 
     def shares(self) -> list[torch.Tensor]:
         """Per ROI tile, its Gaussian share w_t(x) of the fused logits on its ROI voxels."""
@@ -274,7 +277,7 @@ class CoalitionEvaluator:
             change[pos] = d
             total[self.fusion.sel[pos]] += shares[pos] * d
             self._unperturbed.setdefault(pos, out[i])
-            self.memo.put((pos, np.packbits(np.zeros(len(self.tile_players[pos]), bool)).tobytes()), out[i])
+            self.memo.put(self._present_key(pos), out[i])
         return {"tiles_pruned": [self.plan.tiles[p] for p in pruned],
                 "max_share_pruned": max(float(shares[p].max()) for p in pruned),
                 "tile_change": {str(self.plan.tiles[p]): round(change[p], 4) for p in pruned},

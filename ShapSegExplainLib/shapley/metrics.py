@@ -3,8 +3,8 @@
 * MoRF: start from every player present, remove the most relevant first (largest φ, or
   largest φ per mL over removed volume: a player's φ spread evenly over its voxels, the
   ranking that does not depend on how the support is cut); LeRF: the least relevant first.
-  Each curve is sampled at ``steps`` + 1 points (0 … M players removed, evenly spaced), evaluated through the same game (cached
-  evaluator) in one batch.
+  Each curve is sampled at ``steps`` + 1 points (0 … M players removed, or evenly spaced
+  removed volume), evaluated through the same game (cached evaluator) in one batch.
 * AOPC = mean over the MoRF points of v(N) - v(after removal) (higher = more faithful);
   ABPC = mean of LeRF - MoRF (area between the curves, higher = more faithful).
 * deletion AUC = area under the MoRF curve over the fraction removed (lower = better);
