@@ -21,8 +21,9 @@ w_t(x) = g_t(x) / Σ_s g_s(x), stays at or below the tolerance on every ROI voxe
 at its unperturbed output. The fused logit at x then moves by
 |Δ(x)| = |Σ_{t pruned} w_t(x) (y_t^S(x) − y_t^N(x))| ≤ Σ_{t pruned} w_t(x) · D_t, with D_t the
 largest change of tile t's ROI logits; ``pruning`` reports that bound with D_t measured
-between every player present and every player absent (two setup forwards per pruned tile;
-the first is its frozen output). That D_t assumes no coalition moves a frozen tile more than
+between every player present and every player absent (setup forwards: every player absent,
+and every player present unless the setup's prediction already ran the tile; the latter is
+the frozen output). That D_t assumes no coalition moves a frozen tile more than
 blanking every player does; the run also measures the real error on re-run coalitions.
 
 ``proxy_tolerance`` defines a second, cheaper game on the same memo: ``evaluate(…, proxy=True)``
@@ -261,23 +262,27 @@ class CoalitionEvaluator:
 
     def _pruning_bound(self) -> dict:
         """max_x Σ_{t pruned} w_t(x)·D_t, D_t = max |ROI logits of tile t with every player
-        absent − with every player present| (two forwards per pruned tile, counted as setup)."""
+        absent − with every player present| (a forward per pruned tile with every player absent,
+        and one with every player present unless the setup's prediction seeded it; counted as setup)."""
         pruned = sorted(self.pruned)
-        jobs = [(pos, np.zeros(len(self.tile_players[pos]), bool)) for pos in pruned]
-        jobs += [(pos, np.ones(len(self.tile_players[pos]), bool)) for pos in pruned]
+        present = {pos: self.memo.get(self._present_key(pos)) for pos in pruned}
+        missing = [pos for pos in pruned if present[pos] is None]
+        jobs = [(pos, np.ones(len(self.tile_players[pos]), bool)) for pos in pruned]
+        jobs += [(pos, np.zeros(len(self.tile_players[pos]), bool)) for pos in missing]
         out = self._run_jobs(jobs)
+        present.update(zip(missing, out[len(pruned):]))
         shares = self.shares()
         g = self.model.gaussian().detach().to("cpu").reshape(-1).float()
         total = torch.zeros(self.fusion.n_voxels)
         change = {}
         for i, pos in enumerate(pruned):
             # outputs are Gaussian-weighted: divide by g to get the logits' own change
-            diff = (out[i + len(pruned)].float() - out[i].float()).abs() / g[self.fusion.local[pos]]
+            diff = (out[i].float() - present[pos].float()).abs() / g[self.fusion.local[pos]]
             d = float(diff.max())
             change[pos] = d
             total[self.fusion.sel[pos]] += shares[pos] * d
-            self._unperturbed.setdefault(pos, out[i])
-            self.memo.put(self._present_key(pos), out[i])
+            self._unperturbed.setdefault(pos, present[pos])
+            self.memo.put(self._present_key(pos), present[pos])
         return {"tiles_pruned": [self.plan.tiles[p] for p in pruned],
                 "max_share_pruned": max(float(shares[p].max()) for p in pruned),
                 "tile_change": {str(self.plan.tiles[p]): round(change[p], 4) for p in pruned},

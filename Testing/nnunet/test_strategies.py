@@ -198,3 +198,11 @@ def test_the_setups_unperturbed_tiles_serve_v_of_n_bit_for_bit(setting):
     fresh = CoalitionEvaluator(model, case, plan, pmap, m, unperturbed=setup.outputs)
     fresh.evaluate(np.ones((1, m), bool))
     assert fresh.counters.tile_forwards == 0
+    # pruning's bound reads the seeded all-present outputs: one forward per pruned tile, same bound
+    tol = float(np.median([float(w.max()) for w in fresh.shares()]))
+    bare = CoalitionEvaluator(model, case, plan, pmap, m, tolerance=tol)
+    reused = CoalitionEvaluator(model, case, plan, pmap, m, tolerance=tol, unperturbed=setup.outputs)
+    assert bare.pruned and reused.pruning == bare.pruning
+    assert bare.counters.tile_forwards == 2 * len(bare.pruned)
+    assert reused.counters.tile_forwards == len(reused.pruned)
+    assert torch.equal(reused.evaluate(coalitions), bare.evaluate(coalitions))
