@@ -24,16 +24,15 @@ import SimpleITK as sitk
 
 from .. import __version__
 from ..errors import ShapSegError
-from ..shapley.estimator import default_budget, is_exact
+from ..shapley.estimator import default_budget
 from .job import ExplainJob
+from .player_set import PlayerSet, build_players_for, emit_players, player_ids_ct
+from .sampler import Sampler, faithfulness_of, pruning_measured
 
 if TYPE_CHECKING:       # types only: the heavy modules are imported when a run needs them
     from ..nnunet.case import Case
     from ..nnunet.evaluator import CostCounters
-    from ..nnunet.grid import RoiPlan
     from ..nnunet.model import NNUNetModel
-    from ..players.levels import PlayerTree
-    from ..players.maps import PlayerMap
     from ..shapley.estimator import ShapleyResult
     from ..shapley.values import ValueFunction
     from .journal import Journal
@@ -41,8 +40,6 @@ if TYPE_CHECKING:       # types only: the heavy modules are imported when a run 
 Emit = Callable[[dict], None]
 PHASES = ("load", "prepare", "roi", "players", "shapley", "faithfulness", "write")
 CUT_SHORT = ("time_limit", "forward_budget")   # a result that --resume can carry on (its journal is kept)
-SPLIT_NAMES = {"proportional": "proportional split, Owen", "equal": "equal split, two-step Shapley"}
-GAME_CHUNK = 32       # coalitions per evaluator call: bounds memory, paces progress and cancel checks
 
 
 class Cancelled(BaseException):
@@ -108,17 +105,6 @@ def run_explanation(job: ExplainJob, emit: Emit | None = None, cancel: Callable[
 
 
 # ----- computation ---------------------------------------------------------------------------------
-@dataclass
-class PlayerSet:
-    """The players of a run: the ROI plan they live in, the map, a row per player, the map's
-    summary; for a coarse-to-fine run also the tree and the nodes that are the players (the
-    roots until the values are known, the final players after; the evaluator plays the atoms)."""
-    plan: RoiPlan
-    pmap: PlayerMap
-    rows: list[dict]
-    summary: dict
-    tree: PlayerTree | None = None
-    nodes: list[int] | None = None      # coarse to fine: the tree nodes the players are
 
 
 @dataclass
@@ -190,62 +176,6 @@ def compute(run: Run, ct_image: sitk.Image | None, model: NNUNetModel | None = N
     return expl
 
 
-def build_players_for(run: Run, case, roi: np.ndarray, predictor) -> PlayerSet:
-    from ..nnunet.evaluator import plan_roi
-    from ..players.maps import PlayerSettings, players_for_case, without_context
-
-    job = run.job
-    plan = plan_roi(case.model, case, roi)
-    settings = PlayerSettings.of(job)
-    if uses_levels(job):
-        from ..players.levels import build_tree
-        from ..players.maps import anatomy_for_case, support_mask
-        anatomy = anatomy_for_case(case, plan, settings, job.anatomy, job.anatomy_labels, predictor)
-        tree = build_tree(plan, case.spacing, anatomy, support_mask(plan, case.spacing, settings.margin_mm),
-                          settings, job.levels, context=job.context_player)
-        roots = players_of(case, plan, tree.player_map(tree.roots()), tree)
-        roots.nodes = tree.roots()
-        return roots
-    pmap = players_for_case(case, plan, settings, job.anatomy, job.anatomy_labels, predictor)
-    if not job.context_player:
-        pmap = without_context(pmap)
-    return players_of(case, plan, pmap)
-
-
-def uses_levels(job: ExplainJob) -> bool:
-    """Coarse-to-fine for the abstractions that nest (hybrid, fcc) when more than one level is asked."""
-    from ..players.levels import LEVEL_KINDS
-    return job.levels > 1 and job.players in LEVEL_KINDS
-
-
-def players_of(case, plan, pmap, tree=None) -> PlayerSet:
-    """Rows and summary of a player map."""
-    from ..players.stats import map_summary, player_table
-    rows = player_table(pmap, plan, case.spacing, case.network_to_ras)
-    return PlayerSet(plan, pmap, rows, map_summary(pmap, plan, case.spacing, rows), tree)
-
-
-def player_ids_ct(case, plan, pmap) -> np.ndarray:
-    """Player id + 1 per CT voxel (0 outside the crop), through nnU-Net's export path."""
-    return case.labels_to_ct(plan.crop_to_image((pmap.ids + 1).astype(np.int32), 0))
-
-
-def write_preview(path: str, case, plan, pmap) -> str:
-    """The player map (label = id + 1) in the CT's geometry, written atomically before the
-    sampling starts, so that a GUI can colour the players while φ is still converging."""
-    ids_ct = player_ids_ct(case, plan, pmap)
-    image = sitk.GetImageFromArray(ids_ct.astype(np.uint16 if pmap.n_players >= 255 else np.uint8))
-    image.CopyInformation(case.ct)
-    path = Path(path)
-    tmp = path.with_name(f".partial-{path.name}")   # same extension, so SimpleITK picks the format
-    try:
-        sitk.WriteImage(image, str(tmp), True)
-        tmp.replace(path)
-    except (OSError, RuntimeError) as e:
-        raise ShapSegError(f"cannot write the player preview {path}: {e}", "bad_output") from None
-    return str(path)
-
-
 def reference_in_roi(case, path: str, roi: np.ndarray) -> np.ndarray:
     """A user's reference mask (CT geometry, non-zero = the structure) on the ROI's voxels."""
     from ..nnunet.case import check_same_geometry
@@ -309,218 +239,6 @@ def value_function_of(job: ExplainJob, model, case, target: int, roi: np.ndarray
     reference = reference_in_roi(case, job.reference, roi) if job.reference else None
     return value_function_for(model, job.value, target, full_logits, float(np.prod(case.spacing)) / 1000.0,
                               reference, job.normalized)
-
-
-PRUNING_CHECKS = 8     # coalitions re-run without pruning to measure its error
-
-
-def pruning_measured(ev, vf, result, seed: int) -> dict:
-    """The tolerance's measured effect: ``PRUNING_CHECKS`` evaluated coalitions (the emptiest
-    first, they move the logits most, then at random) with the pruned tiles run for real."""
-    coal = np.asarray(result.coalitions, bool)
-    absent = (~coal).sum(axis=1)
-    rng = np.random.default_rng(seed)
-    pick = list(np.argsort(-absent, kind="stable")[:PRUNING_CHECKS // 2])
-    rest = np.setdiff1d(np.arange(len(coal)), pick)
-    pick += list(rng.choice(rest, size=min(len(rest), PRUNING_CHECKS - len(pick)), replace=False))
-    f0 = ev.counters.tile_forwards
-    pruned, exact = ev.pruning_error(coal[np.sort(pick)])
-    return {"checked_coalitions": len(pick), "check_forwards": ev.counters.tile_forwards - f0,
-            "measured_max_logit": float((pruned.float() - exact.float()).abs().max()),
-            "measured_max_value": float(np.abs(vf(pruned) - vf(exact)).max())}
-
-
-def emit_players(run: Run, case, players: PlayerSet, vf) -> None:
-    """The ``players`` event (and the preview map the live overlay colours)."""
-    job = run.job
-    preview = write_preview(job.preview, case, players.plan, players.pmap) if job.preview else None
-    run.emit({"event": "players", "unit": vf.unit, "value": job.value, "normalized": job.normalized,
-              "preview": preview,
-              "players": [{k: r[k] for k in ("id", "name", "kind", "organ", "voxels", "ml", "centroid_ras")}
-                          for r in players.rows]})
-
-
-def faithfulness_of(sampler: "Sampler", players: PlayerSet, phi: np.ndarray) -> dict:
-    """Curves over removed volume for the final players (through the atoms when coarse to fine),
-    ranked by φ per mL: the voxel map that sums to φ over each player, so merging players of
-    equal density leaves the curves unchanged and partitions compare."""
-    from ..shapley.hierarchy import node_game
-    from ..shapley.metrics import faithfulness
-    rows = players.rows
-    game = sampler.game
-    if players.tree is not None:
-        game = node_game(sampler.game, players.tree.membership(players.nodes))
-    purity = np.array([np.nan if r["purity"] is None else r["purity"] for r in rows])
-    return faithfulness(game, phi, steps=sampler.run.job.faithfulness_steps, purity=purity,
-                        volumes=np.array([r["ml"] for r in rows]),
-                        kept=np.array([r["kind"] == "context" for r in rows]), order="density")
-
-
-class Sampler:
-    """The game the estimator plays (values of coalitions of the evaluator's players, in
-    chunks with progress and cancel checks) and the stop rule of the job: the time limit
-    from the start of sampling, the tile-forward budget, and (coarse to fine) the coalition budget."""
-
-    def __init__(self, run: Run, ev, vf, m: int, journal) -> None:
-        self.run, self.ev, self.vf, self.m = run, ev, vf, m
-        self.journal = journal      # every chunk's values, durably; replayed on --resume (``run.journal``)
-        journal.forwards = lambda: ev.counters.tile_forwards
-        import torch
-        journal.new_entries = ev.memo.drain_added
-        for key, arr in journal.memo:                   # a resumed run: the memo as the killed run left it
-            ev.memo.put(key, torch.from_numpy(arr))
-        ev.memo.added = []          # from here on (the setup's entries a resumed run computes again)
-        self.total = self.planned = 0       # coalitions planned: with the faithfulness curves, and without
-        self.status = {"done": 0, "ratio": None, "phase": "shapley"}
-        self.t0 = time.perf_counter()
-        self.forwards0 = ev.counters.tile_forwards
-        self.coalition_cap = 0      # coarse to fine: ``--budget`` caps the coalitions of all levels together
-        self.flat_mode = True       # coarse to fine reports whole levels (``on_level``), not each game's batches
-        self.trace: list[dict] = []  # convergence: coalitions, tile forwards since sampling began, ratio
-        self.left_whole: list[dict] = []   # coarse to fine: players not refined, as their value needs others absent
-
-    def game(self, coalitions: np.ndarray) -> np.ndarray:
-        return self._play(coalitions, proxy=False)
-
-    def proxy_game(self, coalitions: np.ndarray) -> np.ndarray:
-        return self._play(coalitions, proxy=True)
-
-    def cost(self, coalition: np.ndarray, proxy: bool = False) -> set:
-        return self.ev.missing_keys(coalition, proxy)
-
-    def estimator_options(self) -> dict:
-        """The proxy and the cost-aware draws, where the job asks for them and they apply."""
-        job, ev = self.run.job, self.ev
-        out: dict = {}
-        if ev.proxy_frozen - ev.pruned:
-            out["proxy"] = self.proxy_game
-        if job.cost_candidates > 1 and ev.strategy == "memo":
-            out.update(cost=self.cost, candidates=job.cost_candidates)
-        return out
-
-    def _play(self, coalitions: np.ndarray, proxy: bool) -> np.ndarray:
-        run, st = self.run, self.status
-        out = []
-        for i in range(0, len(coalitions), GAME_CHUNK):
-            run.check()
-            chunk = coalitions[i:i + GAME_CHUNK]
-            evaluate = lambda c: self.vf(self.ev.evaluate(c, proxy=proxy))          # noqa: E731
-            # the Shapley values' chunks are journaled; the curves come after them and are redone
-            out.append(evaluate(chunk) if st["phase"] == "faithfulness" else self.journal.play(chunk, proxy, evaluate))
-            st["done"] += len(chunk)
-            extra = {} if st["ratio"] is None else {"ratio": st["ratio"]}
-            run.emit({"event": "progress", "phase": st["phase"], "done": min(st["done"], max(self.total, st["done"])),
-                      "total": max(self.total, st["done"]), "message": f"{st['done']} coalitions",
-                      "tile_forwards": self.ev.counters.tile_forwards,
-                      "seconds": round(time.perf_counter() - self.t0, 3), **extra})
-        return np.concatenate(out) if out else np.zeros(0)
-
-    def stop(self) -> str | None:
-        """Why sampling must end now (checked every few coalitions), or None."""
-        job = self.run.job
-        if job.time_limit is not None and time.perf_counter() - self.t0 >= job.time_limit:
-            return "time_limit"
-        if job.budget_forwards is not None and self.ev.counters.tile_forwards - self.forwards0 >= job.budget_forwards:
-            return "forward_budget"
-        if self.coalition_cap and self.status["done"] >= self.coalition_cap:
-            return "budget"
-        return None
-
-    def on_batch(self, step: dict) -> None:
-        self.run.check()
-        self.status["ratio"] = step["ratio"]
-        if self.flat_mode:
-            self.record(step["n_evaluations"], step["ratio"])
-            self.partial(step["values"], step["se"], step["ratio"], step["n_evaluations"], step["budget"])
-
-    def record(self, coalitions: int, ratio: float) -> None:
-        self.trace.append({"coalitions": int(coalitions), "ratio": float(ratio),
-                           "tile_forwards": self.ev.counters.tile_forwards - self.forwards0})
-
-    def partial(self, phi, se, ratio, n, budget) -> None:
-        self.run.emit({"event": "partial", "phi": np.asarray(phi).tolist(), "se": np.asarray(se).tolist(),
-                       "ratio": ratio, "n_evaluations": n, "budget": budget})
-
-    def start(self, message: str, planned: int) -> None:
-        steps = self.run.job.faithfulness_steps
-        self.planned = planned
-        self.total = planned + (3 * (steps + 1) if steps else 0)
-        self.t0 = time.perf_counter()
-        self.forwards0 = self.ev.counters.tile_forwards
-        self.run.phase("shapley", message, 0, self.total, tile_forwards=self.ev.counters.tile_forwards)
-
-    def flat(self, budget: int):
-        from ..shapley.estimator import shapley_values
-        from ..shapley.proxy import with_proxy
-        job = self.run.job
-        self.start(f"Shapley values of {self.m} players", 2 ** self.m if is_exact(self.m, budget) else budget)
-        opts = self.estimator_options()
-        settings = dict(seed=job.seed, batch_size=job.coalition_batch, threshold=job.threshold,
-                        on_batch=self.on_batch, estimator=job.estimator, stop=self.stop)
-        if "proxy" not in opts:
-            return shapley_values(self.game, self.m, budget, **settings, **opts)
-        proxy_cost = (lambda c: self.cost(c, True)) if "cost" in opts else None
-        return with_proxy(self.game, opts.pop("proxy"), self.m, budget, proxy_cost=proxy_cost, **settings, **opts)
-
-    def tree(self, players: PlayerSet, case):
-        """Coarse to fine: the roots' game, then refinements; every level is emitted (players
-        and φ) so the live overlay sharpens; returns the result, the final players and the levels."""
-        from ..shapley.hierarchy import AtomGames, level_budget, tree_shapley
-        job, tree = self.run.job, players.tree
-        self.flat_mode = False
-        self.coalition_cap = job.budget or 0
-        roots = tree.roots()
-        # planned: the coarse game and the costliest allowed refinements (an upper estimate for the progress bar)
-        games = sorted(level_budget(len(tree.children(n))) for n in range(tree.n_nodes) if tree.children(n))
-        planned = level_budget(len(roots)) + sum(games[len(games) - job.refinements:] if job.refinements else [])
-        self.start(f"coarse game of {len(roots)} players, then refinements", min(planned, job.budget or planned))
-        levels: list[dict] = []
-        state = {"players": players}
-
-        def on_level(res) -> None:
-            pmap = tree.player_map(res.nodes)
-            ps = players_of(case, players.plan, pmap, tree)
-            ps.nodes = list(res.nodes)              # the level's players are these tree nodes
-            state["players"] = ps
-            refined = res.refined[-1] if res.refined else None
-            levels.append({"refined": None if refined is None else tree.names[refined],
-                           "scale": res.scales[-1] if res.scales else None, "players": len(res.nodes),
-                           "coalitions": res.n_evaluations, "proxy_coalitions": res.proxy_evaluations,
-                           "tile_forwards": self.ev.counters.tile_forwards,
-                           "seconds": round(time.perf_counter() - self.t0, 3)})
-            if refined is not None:
-                emit_players(self.run, case, ps, self.vf)
-            ratio = float(res.se.max() / max(res.values.max() - res.values.min(), 1e-300))
-            self.record(res.n_evaluations, ratio)
-            self.partial(res.values, res.se, ratio, res.n_evaluations, self.planned)
-
-        opts = self.estimator_options()
-        games = AtomGames(self.game, opts.pop("proxy", None), opts.pop("cost", None))
-        volumes = tree.node_voxels() if job.refine_by == "volume" else None
-        res = tree_shapley(games, tree, seed=job.seed, max_refinements=job.refinements,
-                           min_share=job.refine_share, volumes=volumes, split=job.split, stop=self.stop,
-                           on_level=on_level, threshold=job.threshold, estimator=job.estimator,
-                           batch_size=job.coalition_batch, on_batch=self.on_batch, **opts)
-        self.left_whole = [{"name": tree.names[n], "phi": float(res.values[res.nodes.index(n)]), "marginal": m}
-                           for n, m in res.left_whole.items()]
-        return tree_result(res, tree, job.seed, job.split), state["players"], levels
-
-
-def tree_result(res, tree, seed: int, split: str = "proportional"):
-    """A coarse-to-fine result in the shape of a flat one: the audit keeps every game's
-    coalitions as the atoms present, with their values."""
-    from ..shapley.estimator import ShapleyResult
-    games = res.games
-    spread = float(res.values.max() - res.values.min())
-    history = [dict(h, game=k) for k, g in enumerate(games) for h in g.history]
-    kinds = ", ".join(dict.fromkeys(g.estimator for g in games))
-    return ShapleyResult(values=res.values, se=res.se, base_value=res.base_value, full_value=res.full_value,
-                         n_evaluations=res.n_evaluations, proxy_evaluations=res.proxy_evaluations,
-                         ratio=float(res.se.max() / spread) if spread > 0 else 0.0,
-                         exact=all(g.exact for g in games), stop_reason=res.stop_reason, seed=seed,
-                         coalitions=res.atom_coalitions(tree),
-                         game_values=np.concatenate([g.game_values for g in games]), history=history,
-                         estimator=f"coarse to fine ({SPLIT_NAMES[split]}; {kinds})")
 
 
 def describe(run: Run, expl: Explanation) -> dict:
