@@ -16,8 +16,6 @@ if TYPE_CHECKING:
 
 SPLIT_NAMES = {"proportional": "proportional split, Owen", "equal": "equal split, two-step Shapley"}
 GAME_CHUNK = 32       # coalitions per evaluator call: bounds memory, paces progress and cancel checks
-
-
 PRUNING_CHECKS = 8     # coalitions re-run without pruning to measure its error
 
 
@@ -37,7 +35,7 @@ def pruning_measured(ev, vf, result, seed: int) -> dict:
             "measured_max_value": float(np.abs(vf(pruned) - vf(exact)).max())}
 
 
-def faithfulness_of(sampler: "Sampler", players: PlayerSet, phi: np.ndarray) -> dict:
+def faithfulness_of(sampler: Sampler, players: PlayerSet, phi: np.ndarray) -> dict:
     """Curves over removed volume for the final players (through the atoms when coarse to fine),
     ranked by φ per mL: the voxel map that sums to φ over each player, so merging players of
     equal density leaves the curves unchanged and partitions compare."""
