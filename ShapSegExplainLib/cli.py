@@ -38,7 +38,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help=f"{', '.join(DEVICES)} or cuda:N")
     g.add_argument("--batch-size", type=int, default=0,
                    help="tiles per network call; 1 replays nnU-Net's calls bit for bit (slower on CPU); "
-                        "default 0: from memory (up to 4 on a CPU, 16 on a GPU)")
+                        "default 0: from memory (up to 2 on a CPU, 16 on a GPU)")
     g.add_argument("--max-memory", dest="max_memory_gb", type=float, default=None, metavar="GB",
                    help="host memory (GiB) that the tile memo (half) and a CPU batch (half) stay within "
                         "(default: half the memory available at the start)")

@@ -17,7 +17,9 @@ coalitions); ``no_proxy`` and ``cost_aware`` = the defaults without the proxy ga
 cost-aware draws (``--cost-candidates 4``): what each lever pays (kidney edge and demo);
 ``refine_8`` = two refinements more (kidney box); ``by_phi`` = refining the largest |φ|
 first instead of the largest |φ|·volume; ``equal_split`` = children sharing their parent's
-surplus equally (``--split equal``, the previous default); ``gp_trees`` = ``--estimator gp-trees``; ``time_limit_60`` = the defaults with
+surplus equally (``--split equal``, the previous default); ``gp_trees`` = ``--estimator gp-trees``;
+``batch_4`` = four tiles per network call, the previous CPU default (the same forwards and φ,
+bit for bit: what the batch of two saves in seconds); ``time_limit_60`` = the defaults with
 ``--time-limit 60`` (kidney box: how close to 60 s sampling stops); ``fcc_time_limit_30`` =
 one flat game of FCC players (kidney box: hundreds of players, so the limit falls inside
 KernelSHAP's first design of 2M + 2 coalitions) with ``--time-limit 30``. All without test-time mirroring (the engine's default; it multiplies every
@@ -65,11 +67,13 @@ SETUPS = {"paper": dict(strategy="paper", estimator="wls", budget=None, threshol
           "by_phi": dict(refine_by="phi"),             # refine the largest |φ| first, not |φ|·volume
           "equal_split": dict(split="equal"),          # children share the parent's surplus equally (two-step)
           "gp_trees": dict(estimator="gp-trees"),      # the tree proxy plus the GP on its residuals
+          "batch_4": dict(batch_size=4),               # the previous CPU batch (same forwards, bitwise)
           "fcc_time_limit_30": dict(players="fcc", levels=1, time_limit=30.0)}   # flat FCC, hundreds of players
-LEVERS = ("no_proxy", "cost_aware", "refine_8", "by_phi", "equal_split", "gp_trees")
+LEVERS = ("no_proxy", "cost_aware", "refine_8", "by_phi", "equal_split", "gp_trees", "batch_4")
 TIME_LIMITED = {"time_limit_60": 60.0, "fcc_time_limit_30": 30.0}
 ONLY_ON = {"no_proxy": ("kidney_edge", "demo_fp"), "cost_aware": ("kidney_edge", "demo_fp"),
            "time_limit_60": ("kidney_box",), "refine_8": ("kidney_box",),
+           "batch_4": ("spleen_dice", "kidney_edge", "demo_fp", "kidney_box"),
            "fcc_time_limit_30": ("kidney_box",)}     # the other setups run on every case
 
 

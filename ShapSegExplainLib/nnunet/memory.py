@@ -2,12 +2,13 @@
 
 On CUDA one probe forward of two tiles measures what a tile costs (the allocator's peak),
 and the batch is the largest power of two up to ``GPU_CAP`` whose tiles fit in
-``GPU_SHARE`` of the free memory. On a CPU a larger batch does not pay (measured on the
-trained ``abdo7-small``: 2.28 / 3.81 / 3.75 / 3.16 tiles/s at batch 1 / 2 / 4 / 8,
-``benchmarks/bench_gpu_throughput.py``), so the batch is ``CPU_CAP`` unless fewer tiles fit
-in the half of the memory limit that the tile memo leaves (``--max-memory``, by default half
-the available memory), by an estimate of a tile's activations (the CPU allocator keeps no
-peak to read). The memo gets the other half.
+``GPU_SHARE`` of the free memory. On a CPU a batch beyond two does not pay (measured on the
+trained ``abdo7-small`` with ``benchmarks/bench_gpu_throughput.py``, tiles/s at batch
+1 / 2 / 4 / 8: 2.28 / 3.81 / 3.75 / 3.16 on one machine of the 2-core kind, 4.65 / 7.69 /
+6.27 / 5.80 on another; a tile's output is bitwise the same at any batch of two or more),
+so the batch is ``CPU_CAP`` unless fewer tiles fit in the half of the memory limit that the
+tile memo leaves (``--max-memory``, by default half the available memory), by an estimate of
+a tile's activations (the CPU allocator keeps no peak to read). The memo gets the other half.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from math import prod
 import torch
 
 GPU_CAP, GPU_SHARE = 16, 0.7
-CPU_CAP = 4
+CPU_CAP = 2
 DEFAULT_LIMIT_SHARE = 0.5   # without --max-memory: half the host memory available at the start
 MEMO_SHARE = 0.5            # of the limit: the tile memo; the rest: a CPU batch's activations
 

@@ -75,8 +75,10 @@ def test_batched_forwards_match_nnunet_closely_and_do_not_depend_on_batch(model_
     coalitions = random_coalitions(np.random.default_rng(1), 6, m)
     ev4 = CoalitionEvaluator(model, case, plan, pmap, m, strategy="roi")
     ev3 = CoalitionEvaluator(model, case, plan, pmap, m, strategy="roi", batch_size=3)
+    ev2 = CoalitionEvaluator(model, case, plan, pmap, m, strategy="roi", batch_size=2)
     a, b = ev4.evaluate(coalitions), ev3.evaluate(coalitions)
     assert torch.equal(a, b)                      # a tile's output does not depend on its batch mates
+    assert torch.equal(a, ev2.evaluate(coalitions))   # ... nor on the batch size (the CPU default is 2)
     ref = torch.stack([reference_logits(case, perturbed_data(ev4, c, pmap, plan))[:, roi] for c in coalitions])
     assert (a.float() - ref.float()).abs().max() < 2e-2
     agree = (ev4.labels(a) == ev4.labels(ref)).float().mean()

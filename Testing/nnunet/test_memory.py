@@ -23,8 +23,8 @@ def test_the_estimate_grows_with_the_patch_and_the_features():
     assert small == 4 * (2 * sum(sizes) + 3 * max(sizes) + 3 * 16 * 32 * 32)
 
 
-@pytest.mark.parametrize("free, expected", [(1 << 40, 4), (0, 1)])
-def test_a_cpu_run_takes_four_tiles_unless_memory_is_short(model_dirs, monkeypatch, free, expected):
+@pytest.mark.parametrize("free, expected", [(1 << 40, 2), (0, 1)])
+def test_a_cpu_run_takes_two_tiles_unless_memory_is_short(model_dirs, monkeypatch, free, expected):
     monkeypatch.setattr(memory, "available_cpu_bytes", lambda: free)
     model = load_model(model_dirs["one_fold"], mirroring=False, device="cpu")
     assert model.settings.batch_size == 0 and model.batch_size == expected
