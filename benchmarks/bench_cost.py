@@ -73,7 +73,6 @@ LEVERS = ("no_proxy", "cost_aware", "refine_8", "by_phi", "equal_split", "gp_tre
 TIME_LIMITED = {"time_limit_60": 60.0, "fcc_time_limit_30": 30.0}
 ONLY_ON = {"no_proxy": ("kidney_edge", "demo_fp"), "cost_aware": ("kidney_edge", "demo_fp"),
            "time_limit_60": ("kidney_box",), "refine_8": ("kidney_box",),
-           "batch_4": ("spleen_dice", "kidney_edge", "demo_fp", "kidney_box"),
            "fcc_time_limit_30": ("kidney_box",)}     # the other setups run on every case
 
 
