@@ -48,7 +48,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ShapSegExplainLib.choices import VALUES
-from ShapSegExplainLib.run.explain import Run, prepare_inputs, run_explanation, value_function_of
+from ShapSegExplainLib.run.explain import prepare_inputs, run_explanation, value_function_of
+from ShapSegExplainLib.run.state import Run
 from ShapSegExplainLib.run.job import ExplainJob
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

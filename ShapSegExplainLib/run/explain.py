@@ -28,6 +28,7 @@ from ..shapley.estimator import default_budget
 from .job import ExplainJob
 from .player_set import PlayerSet, build_players_for, emit_players, player_ids_ct
 from .sampler import Sampler, faithfulness_of, pruning_measured
+from .state import Emit, Run
 
 if TYPE_CHECKING:       # types only: the heavy modules are imported when a run needs them
     from ..nnunet.case import Case
@@ -37,38 +38,8 @@ if TYPE_CHECKING:       # types only: the heavy modules are imported when a run 
     from ..shapley.values import ValueFunction
     from .journal import Journal
 
-Emit = Callable[[dict], None]
 PHASES = ("load", "prepare", "roi", "players", "shapley", "faithfulness", "write")
 CUT_SHORT = ("time_limit", "forward_budget")   # a result that --resume can carry on (its journal is kept)
-
-
-class Cancelled(BaseException):
-    """Raised when a run is asked to stop (SIGTERM in the worker, a cancel flag here);
-    a BaseException so that no library's ``except Exception`` swallows it."""
-
-
-@dataclass
-class Run:
-    """What a run has built so far (for the outputs and for tests)."""
-    job: ExplainJob
-    emit: Emit
-    cancel: Callable[[], bool]
-    t0: float = field(default_factory=time.perf_counter)
-    phase_seconds: dict = field(default_factory=dict)
-    _phase: str | None = None
-    _phase_t0: float = 0.0
-
-    def phase(self, name: str, message: str, done: int = 0, total: int = 1, **extra) -> None:
-        self.check()
-        now = time.perf_counter()
-        if self._phase is not None:
-            self.phase_seconds[self._phase] = round(self.phase_seconds.get(self._phase, 0.0) + now - self._phase_t0, 3)
-        self._phase, self._phase_t0 = name, now
-        self.emit({"event": "progress", "phase": name, "done": done, "total": total, "message": message, **extra})
-
-    def check(self) -> None:
-        if self.cancel():
-            raise Cancelled()
 
 
 def run_explanation(job: ExplainJob, emit: Emit | None = None, cancel: Callable[[], bool] | None = None,

@@ -17,7 +17,7 @@ if TYPE_CHECKING:       # types only: the heavy modules are imported when a run 
     from ..nnunet.grid import RoiPlan
     from ..players.levels import PlayerTree
     from ..players.maps import PlayerMap
-    from .explain import Run
+    from .state import Run
 
 
 @dataclass

@@ -12,7 +12,7 @@ from ..shapley.estimator import is_exact
 from .player_set import PlayerSet, emit_players, players_of
 
 if TYPE_CHECKING:
-    from .explain import Run
+    from .state import Run
 
 SPLIT_NAMES = {"proportional": "proportional split, Owen", "equal": "equal split, two-step Shapley"}
 GAME_CHUNK = 32       # coalitions per evaluator call: bounds memory, paces progress and cancel checks

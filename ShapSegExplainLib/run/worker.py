@@ -21,7 +21,7 @@ import time
 import traceback
 
 from ..errors import ShapSegError
-from .explain import Cancelled
+from .state import Cancelled
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_SIGNAL = {signal.SIGTERM: 143, signal.SIGINT: 130}

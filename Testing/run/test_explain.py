@@ -12,9 +12,10 @@ from ShapSegExplainLib.colors import phi_colors
 from ShapSegExplainLib.display import color_scale
 from ShapSegExplainLib.errors import ShapSegError
 from ShapSegExplainLib.nnunet.model import load_model
-from ShapSegExplainLib.run.explain import Cancelled, run_explanation
+from ShapSegExplainLib.run.explain import run_explanation
 from ShapSegExplainLib.run.job import ExplainJob, job_from_dict, read_job
 from ShapSegExplainLib.run.outputs import segment_name
+from ShapSegExplainLib.run.state import Cancelled
 
 FILES = ("players.seg.nrrd", "attribution.nrrd", "roi.seg.nrrd", "attributions.csv", "explanation.json",
          "report.png", "coalitions.npz", "ct_view.nrrd")

@@ -30,7 +30,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ShapSegExplainLib.choices import VALUES
-from ShapSegExplainLib.run.explain import Run, prepare_inputs
+from ShapSegExplainLib.run.explain import prepare_inputs
+from ShapSegExplainLib.run.state import Run
 from ShapSegExplainLib.run.job import ExplainJob
 from ShapSegExplainLib.shapley.estimator import exact_shapley
 
