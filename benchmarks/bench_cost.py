@@ -184,8 +184,8 @@ def table(results: dict) -> str:
         for setup in ("default", "pruned"):
             if {"paper", setup} <= set(by_setup):
                 p, d = by_setup["paper"], by_setup[setup]
-                lines.append(f"| {case} | paper ÷ {setup} | | | **{p['tile_forwards'] / max(d['tile_forwards'], 1):.1f}×** "
-                             f"({p['sampling_forwards'] / max(d['sampling_forwards'], 1):.1f}× + "
+                lines.append(f"| {case} | paper ÷ {setup} | | | **{p['tile_forwards'] / max(d['tile_forwards'], 1):.2f}×** "
+                             f"({p['sampling_forwards'] / max(d['sampling_forwards'], 1):.2f}× + "
                              f"{(p['tile_forwards'] - p['sampling_forwards']) / max(d['tile_forwards'] - d['sampling_forwards'], 1):.1f}×) | "
                              f"{p['seconds'] / max(d['seconds'], 1e-9):.1f}× | "
                              f"{'≥' if d['aopc'] >= p['aopc'] else '<'} | {'≥' if d['abpc'] >= p['abpc'] else '<'} | | | "
