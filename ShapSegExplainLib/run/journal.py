@@ -3,8 +3,8 @@
 Every chunk of coalitions the estimator plays (the game and the proxy game) is appended
 with its values, and the tile outputs it added to the memo, and ``fsync``-ed before the run
 goes on. ``--resume`` replays it: the estimator is deterministic given the seed and the
-values it gets, so the resumed run asks for the same chunks in the same order, takes their
-values from the journal without a tile forward, refills the memo as the killed run had it,
+values it gets, so the resumed run asks for the same coalitions in the same order (in chunks
+that may be cut otherwise), takes their values from the journal without a tile forward, refills the memo as the killed run had it,
 and goes on from where that run stopped; φ is bitwise that of an uninterrupted run, and the
 two parts' tile forwards add up to the uninterrupted run's (tested with ``kill -9``; with
 evictions the memo's recency order is not restored, which can cost a few forwards). The
@@ -91,20 +91,31 @@ class Journal:
         return journal
 
     def play(self, chunk: np.ndarray, proxy: bool, evaluate: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-        """The chunk's values: replayed while the journal has them, else evaluated and appended."""
+        """The chunk's values: replayed coalition by coalition while the journal has them (the
+        records may be cut otherwise than the chunks: a time limit paces the chunks by the
+        clock), the rest evaluated and appended."""
         queue = self.pending[proxy]
-        if queue:
+        parts: list[np.ndarray] = []
+        done = 0
+        while queue and done < len(chunk):
             coalitions, values, forwards = queue.popleft()
-            if not np.array_equal(coalitions, chunk):
+            take = min(len(coalitions), len(chunk) - done)
+            if not np.array_equal(coalitions[:take], chunk[done:done + take]):
                 raise ShapSegError("--resume: this run asks for other coalitions than the interrupted one did "
                                    "(cost-aware draws or a changed program); run without --resume", "bad_resume")
-            self.replayed += len(chunk)
+            if take < len(coalitions):                  # the record's rest answers the next chunk
+                queue.appendleft((coalitions[take:], values[take:], 0))
+            parts.append(values[:take].copy())
+            done += take
+            self.replayed += take
             self.replayed_forwards += forwards
-            return values.copy()
-        before = self.forwards()
-        values = np.asarray(evaluate(chunk), dtype=np.float64)
-        self.append(chunk, proxy, values, self.forwards() - before, self.new_entries())
-        return values
+        if done < len(chunk):
+            rest = chunk[done:]
+            before = self.forwards()
+            values = np.asarray(evaluate(rest), dtype=np.float64)
+            self.append(rest, proxy, values, self.forwards() - before, self.new_entries())
+            parts.append(values)
+        return np.concatenate(parts)
 
     def append(self, chunk: np.ndarray, proxy: bool, values: np.ndarray, forwards: int = 0,
                entries: list = ()) -> None:

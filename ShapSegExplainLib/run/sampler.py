@@ -121,6 +121,23 @@ class Sampler:
             return "budget"
         return None
 
+    def pace(self) -> int:
+        """Coalitions that still fit before the forward budget and the time limit, each counted
+        at its worst (a forward of every ROI tile; a forward at the rate of this sampling so
+        far, its fits included); ``EVAL_CHUNK`` when neither is near. The estimator plays that
+        many next, so a stop overshoots by about one coalition, not a chunk of 16 (bench_cost:
+        a chunk of a 439-player design was up to 26 s on a slow CPU)."""
+        from ..shapley.estimator import EVAL_CHUNK
+        job, worst = self.run.job, max(1, self.ev.n_tiles)
+        used = self.ev.counters.tile_forwards - self.forwards0
+        fits = [EVAL_CHUNK]
+        if job.budget_forwards is not None:
+            fits.append((job.budget_forwards - used) // worst)
+        if job.time_limit is not None:
+            elapsed = time.perf_counter() - self.t0
+            fits.append(int((job.time_limit - elapsed) * used / (elapsed * worst)) if used else 1)
+        return max(1, min(fits))
+
     def on_batch(self, step: dict) -> None:
         self.run.check()
         self.status["ratio"] = step["ratio"]
@@ -151,7 +168,7 @@ class Sampler:
         self.start(f"Shapley values of {self.m} players", 2 ** self.m if is_exact(self.m, budget) else budget)
         opts = self.estimator_options()
         settings = dict(seed=job.seed, batch_size=job.coalition_batch, threshold=job.threshold,
-                        on_batch=self.on_batch, estimator=job.estimator, stop=self.stop)
+                        on_batch=self.on_batch, estimator=job.estimator, stop=self.stop, pace=self.pace)
         if "proxy" not in opts:
             return shapley_values(self.game, self.m, budget, **settings, **opts)
         proxy_cost = (lambda c: self.cost(c, True)) if "cost" in opts else None
@@ -193,7 +210,7 @@ class Sampler:
         games = AtomGames(self.game, opts.pop("proxy", None), opts.pop("cost", None))
         volumes = tree.node_voxels() if job.refine_by == "volume" else None
         res = tree_shapley(games, tree, seed=job.seed, max_refinements=job.refinements,
-                           min_share=job.refine_share, volumes=volumes, split=job.split, stop=self.stop,
+                           min_share=job.refine_share, volumes=volumes, split=job.split, stop=self.stop, pace=self.pace,
                            on_level=on_level, threshold=job.threshold, estimator=job.estimator,
                            batch_size=job.coalition_batch, on_batch=self.on_batch, **opts)
         self.left_whole = [{"name": tree.names[n], "phi": float(res.values[res.nodes.index(n)]), "marginal": m}

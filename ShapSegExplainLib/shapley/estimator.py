@@ -61,6 +61,7 @@ SIZE_SAMPLING = ("leverage", "kernel", "sqrt_kernel")
 EXACT_MAX_PLAYERS = 10   # the default budget enumerates every coalition up to this many players
 BUDGET_PER_PLAYER = 10   # ... and allows this many coalitions per player beyond it
 EVAL_CHUNK = 16       # coalitions per game call: how often a time limit or forward budget is checked
+Pace = Callable[[], int]                 # how many coalitions the next game call may hold (near a limit: fewer)
 HYPER_ROWS = 600      # the GP's hyperparameters are fitted on at most this many coalitions
 RIDGES = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1)
 
@@ -188,6 +189,7 @@ class KernelShapRun:
         self.stratum_draws: dict[int, int] = {}
         self.stop: Callable[[], str | None] = lambda: None   # asked between chunks of evaluations
         self.chunk = EVAL_CHUNK
+        self.pace: Pace | None = None         # smaller chunks near a time limit or forward budget
         self.cost: Cost | None = None         # cost-aware draws (GP only), see the module docstring
         self.candidates = 1
         self.stopped: str | None = None       # why evaluation stopped early (time limit, forward budget)
@@ -203,12 +205,14 @@ class KernelShapRun:
             if k not in self.rows:
                 first.setdefault(k, i)
         todo = list(first.values())
-        for start in range(0, len(todo), self.chunk):
+        start = 0
+        while start < len(todo):
             if interruptible and self.stopped is None:
                 self.stopped = self.stop()
             if self.stopped is not None and interruptible:
                 break
-            part = todo[start:start + self.chunk]
+            size = chunk_size(self.chunk, self.pace if interruptible else None)
+            part, start = todo[start:start + size], start + size
             vals = np.asarray(self.game(coalitions[part]), dtype=np.float64).reshape(-1)
             if vals.shape[0] != len(part) or not np.isfinite(vals).all():
                 raise ValueError("the game must return one finite value per coalition")
@@ -579,7 +583,7 @@ def shapley_values(game: Game, n_players: int, budget: int, seed: int = 0, batch
                    shrinkage: str = "cv", on_batch: Callable[[dict], None] | None = None, min_pairs: int = 8,
                    estimator: str = "gp", max_order: int | None = None,
                    stop: Callable[[], str | None] | None = None, cost: Cost | None = None,
-                   candidates: int = 1) -> ShapleyResult:
+                   candidates: int = 1, pace: Pace | None = None) -> ShapleyResult:
     """Shapley values of ``game`` over ``n_players`` with at most ``budget`` evaluations.
 
     ``on_batch`` gets after every batch a dict with ``values``, ``se``, ``ratio``,
@@ -587,7 +591,10 @@ def shapley_values(game: Game, n_players: int, budget: int, seed: int = 0, batch
     is the number of new coalitions per sampled batch. ``time_limit`` (seconds from this
     call) and ``stop`` (a reason to stop, or None) are checked every ``EVAL_CHUNK``
     evaluations, also inside the first design and an enumeration; what was evaluated by
-    then is fitted (by the GP when the design is incomplete) and returned. ``cost`` and
+    then is fitted (by the GP when the design is incomplete) and returned. ``pace`` (the
+    caller's count of coalitions that fit before its limit) shrinks those chunks near the
+    limit, down to one coalition, so that a stop overshoots by one coalition, not one chunk
+    (``run.sampler.Sampler.pace``). ``cost`` and
     ``candidates`` make the GP's draws cost-aware. A cheap proxy game: ``shapley.proxy``."""
     m = int(n_players)
     if m < 1:
@@ -595,7 +602,7 @@ def shapley_values(game: Game, n_players: int, budget: int, seed: int = 0, batch
     budget = int(budget)
     stop_fn = _stopper(time_limit, stop)
     if is_exact(m, budget):
-        return _exact(game, m, seed, batch_size, on_batch, budget, stop_fn)
+        return _exact(game, m, seed, batch_size, on_batch, budget, stop_fn, pace)
     if budget < 2 * m + 2:
         exact = f"2^M = {2 ** m}" if m <= 20 else "2^M, astronomically many,"
         raise ShapSegError(f"a budget of {budget} coalitions is too small for {m} players: KernelSHAP needs at "
@@ -603,11 +610,16 @@ def shapley_values(game: Game, n_players: int, budget: int, seed: int = 0, batch
     run = KernelShapRun(game, m, seed=seed, resamples=resamples, size_sampling=size_sampling, se_method=se_method,
                         always_singletons=always_singletons, shrinkage=shrinkage, estimator=estimator,
                         max_order=max_order)
-    run.stop = stop_fn or run.stop
+    run.stop, run.pace = stop_fn or run.stop, pace
     if run.gp_design and cost is not None and candidates > 1:
         run.cost, run.candidates = cost, int(candidates)
     run.start(budget)
     return _drive(run, budget, batch_size, threshold, on_batch, min_pairs)
+
+
+def chunk_size(chunk: int, pace: Pace | None) -> int:
+    """Coalitions in the next game call: ``chunk``, or fewer (at least one) where ``pace`` says so."""
+    return chunk if pace is None else max(1, min(chunk, int(pace())))
 
 
 def _stopper(time_limit: float | None, stop: Callable[[], str | None] | None) -> Callable[[], str | None] | None:
@@ -688,7 +700,7 @@ def _ratio(est: dict) -> float:
     return float(est["se"].max() / spread) if spread > 0 else 0.0
 
 
-def _exact(game: Game, m: int, seed: int, batch_size, on_batch, budget, stop) -> ShapleyResult:
+def _exact(game: Game, m: int, seed: int, batch_size, on_batch, budget, stop, pace: Pace | None = None) -> ShapleyResult:
     """Every coalition, ∅ and N first, in chunks that ``stop`` can interrupt (then the GP
     fits what was evaluated)."""
     masks = np.arange(1 << m, dtype=np.int64)
@@ -696,11 +708,14 @@ def _exact(game: Game, m: int, seed: int, batch_size, on_batch, budget, stop) ->
     coalitions = ((masks[:, None] >> np.arange(m)) & 1).astype(bool)
     step = int(batch_size or 1024) if stop is None else EVAL_CHUNK
     parts: list[np.ndarray] = []
-    for i in range(0, len(masks), step):
+    i = 0
+    while i < len(masks):
         reason = stop() if i and stop is not None else None
         if reason is not None:
             return _partial_enumeration(game, m, seed, coalitions[:i], np.concatenate(parts), reason, on_batch, budget)
-        parts.append(np.asarray(game(coalitions[i:i + step]), dtype=np.float64).reshape(-1))
+        size = step if stop is None else max(2 if i == 0 else 1, chunk_size(step, pace))   # ∅ and N first
+        parts.append(np.asarray(game(coalitions[i:i + size]), dtype=np.float64).reshape(-1))
+        i += size
     got = np.concatenate(parts)
     if got.shape[0] != len(masks) or not np.isfinite(got).all():
         raise ValueError("the game must return one finite value per coalition")

@@ -61,7 +61,12 @@ class ValueFunction:
         return v.numpy().astype(np.float64)
 
     def __call__(self, logits: torch.Tensor) -> np.ndarray:
-        return self.raw(logits) / self.scale
+        """One coalition at a time: PyTorch's CPU softmax and sums round differently with the
+        batch's shape, and a coalition's value must not depend on its batch mates (chunks are
+        paced by the clock near a time limit, and a resumed run replays the values of another
+        run's chunks: ``run.journal``)."""
+        rows = [self.raw(logits[i:i + 1]) for i in range(logits.shape[0])]
+        return (np.concatenate(rows) if rows else np.zeros(0)) / self.scale
 
 
 def softmax_probability(logits: torch.Tensor, target: int) -> torch.Tensor:

@@ -354,12 +354,14 @@ def test_terminal_progress_shows_phase_coalitions_tiles_and_ratio():
 
 @pytest.mark.parametrize("levels", [1, 4])
 def test_time_limit_and_forward_budget_stop_sampling_with_a_complete_result(ct_file, model_dirs, tmp_path, levels):
-    """Both rules are checked every 16 coalitions, in the first design too; the result is written."""
+    """Both rules are checked before every chunk of coalitions, in the first design too, and the
+    chunks shrink near either rule's limit (``Sampler.pace``), so a stop overshoots by about one
+    coalition (before the pace: up to 16, here 116 forwards over a budget of 20); the result is written."""
     job = make_job(ct_file, model_dirs["one_fold"], tmp_path / "t", budget=None, levels=levels, time_limit=1e-3,
                    faithfulness_steps=0)
     expl = run_explanation(job)
     assert expl["shapley"]["stop_reason"] == "time_limit"
-    assert expl["shapley"]["n_evaluations"] <= 2 + 16 and (tmp_path / "t" / "players.seg.nrrd").is_file()
+    assert expl["shapley"]["n_evaluations"] <= 2 + 1 and (tmp_path / "t" / "players.seg.nrrd").is_file()
     phi = np.array([p["phi"] for p in expl["players"]])
     assert abs(phi.sum() - (expl["full_value"] - expl["base_value"])) < 1e-9
     job = make_job(ct_file, model_dirs["one_fold"], tmp_path / "f", budget=None, levels=levels, budget_forwards=20,
@@ -367,7 +369,7 @@ def test_time_limit_and_forward_budget_stop_sampling_with_a_complete_result(ct_f
     expl = run_explanation(job)
     tiles = len(expl["roi"]["tiles"])
     assert expl["shapley"]["stop_reason"] == "forward_budget"
-    assert 20 <= expl["stats"]["tile_forwards_sampling"] <= 20 + 16 * tiles
+    assert 20 <= expl["stats"]["tile_forwards_sampling"] <= 20 + tiles          # one coalition at most
 
 
 @pytest.mark.parametrize("field, value", [("tolerance", "x"), ("tolerance", 1.0), ("refine_share", 2),

@@ -62,6 +62,26 @@ def test_the_journal_keeps_whole_records_and_cuts_off_one_a_kill_interrupted(tmp
         again.play(chunks[0], False, never)                                      # not the next one
 
 
+def test_a_replay_may_cut_the_chunks_otherwise_than_the_records(tmp_path):
+    """A time limit paces chunks by the clock, so a resumed run may ask for the journaled
+    coalitions in other chunks: they are answered coalition by coalition, the rest evaluated."""
+    job = read_job(write_job(tmp_path, "model"))
+    journal = Journal.start(job, resume=False)
+    coalitions = np.random.default_rng(1).random((11, 9)) < 0.5
+    value = lambda c: c.sum(axis=1) / 9                                          # noqa: E731
+    spent = iter([0, 4, 4, 6])
+    journal.forwards = lambda: next(spent)
+    for part in (coalitions[:3], coalitions[3:8]):
+        journal.play(part, False, value)
+    again = Journal.start(job, resume=True)
+    evaluated = []
+    got = [again.play(coalitions[a:b], False, lambda c: evaluated.append(len(c)) or value(c))
+           for a, b in ((0, 2), (2, 7), (7, 11))]
+    assert np.array_equal(np.concatenate(got), value(coalitions)) and evaluated == [3]
+    assert (again.replayed, again.replayed_forwards) == (8, 6)
+    assert [len(r[1]) for r in read_records(journal.folder / "values.bin")] == [3, 5, 3]
+
+
 def test_kill_9_mid_sampling_then_resume_gives_bitwise_the_same_phi(tmp_path, model_dirs, uninterrupted):
     path = write_job(tmp_path, model_dirs["one_fold"], **LONG)
     values = journal_folder(tmp_path / "out") / "values.bin"

@@ -11,7 +11,7 @@ from ShapSegExplainLib.shapley.metrics import faithfulness
 from ShapSegExplainLib.nnunet.model import load_model
 from fixtures.partitions import block_players
 from ShapSegExplainLib.shapley.estimator import shapley_values
-from ShapSegExplainLib.shapley.values import make_value_function, value_function_for
+from ShapSegExplainLib.shapley.values import make_value_function, softmax_probability, value_function_for
 
 ML = 0.5  # mL per voxel in these hand-built cases
 
@@ -67,6 +67,19 @@ def test_normalised_values_are_one_at_the_full_coalition(name):
     f = vf(name, normalized=True)
     assert f(UNPERTURBED)[0] == pytest.approx(1.0, abs=1e-12)
     assert f.unit == ""
+
+
+@pytest.mark.parametrize("name", ["soft_dice", "soft_fp", "dice"])
+def test_a_coalitions_value_does_not_depend_on_its_batch_mates(name):
+    """PyTorch's CPU softmax and sums round differently with the batch's shape; a value is
+    computed per coalition, so chunks cut by the clock (a time limit's pace) or replayed from
+    another run's journal give the same bits."""
+    rng = np.random.default_rng(0)
+    logits = torch.from_numpy(rng.normal(0, 3, (16, 3, 5000)).astype(np.float16))
+    f = make_value_function(name, 1, logits[:1], ML, argmax_labels, softmax_probability)
+    whole = f(logits)
+    assert np.array_equal(whole, np.concatenate([f(logits[a:b]) for a, b in ((0, 1), (1, 4), (4, 16))]))
+    assert f(logits[:0]).shape == (0,)
 
 
 def test_bad_value_options():
