@@ -4,10 +4,11 @@ Every chunk of coalitions the estimator plays (the game and the proxy game) is a
 with its values, and the tile outputs it added to the memo, and ``fsync``-ed before the run
 goes on. ``--resume`` replays it: the estimator is deterministic given the seed and the
 values it gets, so the resumed run asks for the same coalitions in the same order (in chunks
-that may be cut otherwise), takes their values from the journal without a tile forward, refills the memo as the killed run had it,
-and goes on from where that run stopped; φ is bitwise that of an uninterrupted run, and the
-two parts' tile forwards add up to the uninterrupted run's (tested with ``kill -9``; with
-evictions the memo's recency order is not restored, which can cost a few forwards). The
+that may be cut otherwise), takes their values from the journal without a tile forward,
+refills the memo as the killed run had it, and goes on from where that run stopped; φ is
+bitwise that of an uninterrupted run, and the two parts' tile forwards add up to the
+uninterrupted run's (tested with ``kill -9``; with evictions the memo's recency order is
+not restored, which can cost a few forwards). The
 journal lives beside ``--out`` (``.NAME.journal``) and is removed once a final result is
 committed; a run without ``--resume`` starts a new one.
 

@@ -210,8 +210,8 @@ class Sampler:
         games = AtomGames(self.game, opts.pop("proxy", None), opts.pop("cost", None))
         volumes = tree.node_voxels() if job.refine_by == "volume" else None
         res = tree_shapley(games, tree, seed=job.seed, max_refinements=job.refinements,
-                           min_share=job.refine_share, volumes=volumes, split=job.split, stop=self.stop, pace=self.pace,
-                           on_level=on_level, threshold=job.threshold, estimator=job.estimator,
+                           min_share=job.refine_share, volumes=volumes, split=job.split, stop=self.stop,
+                           pace=self.pace, on_level=on_level, threshold=job.threshold, estimator=job.estimator,
                            batch_size=job.coalition_batch, on_batch=self.on_batch, **opts)
         self.left_whole = [{"name": tree.names[n], "phi": float(res.values[res.nodes.index(n)]), "marginal": m}
                            for n, m in res.left_whole.items()]

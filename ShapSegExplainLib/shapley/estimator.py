@@ -700,7 +700,8 @@ def _ratio(est: dict) -> float:
     return float(est["se"].max() / spread) if spread > 0 else 0.0
 
 
-def _exact(game: Game, m: int, seed: int, batch_size, on_batch, budget, stop, pace: Pace | None = None) -> ShapleyResult:
+def _exact(game: Game, m: int, seed: int, batch_size, on_batch, budget, stop,
+           pace: Pace | None = None) -> ShapleyResult:
     """Every coalition, ∅ and N first, in chunks that ``stop`` can interrupt (then the GP
     fits what was evaluated)."""
     masks = np.arange(1 << m, dtype=np.int64)
