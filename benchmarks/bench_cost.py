@@ -18,7 +18,8 @@ cost-aware draws (``--cost-candidates 4``): what each lever pays (kidney edge an
 ``refine_8`` = two refinements more (kidney box); ``by_phi`` = refining the largest |φ|
 first instead of the largest |φ|·volume; ``equal_split`` = children sharing their parent's
 surplus equally (``--split equal``, the previous default); ``gp_trees`` = ``--estimator gp-trees``;
-``batch_4`` = four tiles per network call, the previous CPU default (the same forwards and φ,
+``proxy_05`` and ``proxy_10`` = the proxy game at
+``--proxy-tolerance`` 0.05 (the previous default) and 0.10, against the default's 0.25; ``batch_4`` = four tiles per network call, the previous CPU default (the same forwards and φ,
 bit for bit: what the batch of two saves in seconds); ``time_limit_60`` = the defaults with
 ``--time-limit 60`` (kidney box: how close to 60 s sampling stops); ``fcc_time_limit_30`` =
 one flat game of FCC players (kidney box: hundreds of players, so the limit falls inside
@@ -69,8 +70,11 @@ SETUPS = {"paper": dict(strategy="paper", estimator="wls", budget=None, threshol
           "equal_split": dict(split="equal"),          # children share the parent's surplus equally (two-step)
           "gp_trees": dict(estimator="gp-trees"),      # the tree proxy plus the GP on its residuals
           "batch_4": dict(batch_size=4),               # the previous CPU batch (same forwards, bitwise)
+          "proxy_05": dict(proxy_tolerance=0.05),      # tighter proxy games than the default's 0.25: dearer
+          "proxy_10": dict(proxy_tolerance=0.10),      # proxy coalitions, a smaller residual to correct
           "fcc_time_limit_30": dict(players="fcc", levels=1, time_limit=30.0)}   # flat FCC, hundreds of players
-LEVERS = ("no_proxy", "cost_aware", "refine_8", "by_phi", "equal_split", "gp_trees", "batch_4")
+LEVERS = ("no_proxy", "cost_aware", "refine_8", "by_phi", "equal_split", "gp_trees", "batch_4", "proxy_05",
+          "proxy_10")
 TIME_LIMITED = {"time_limit_60": 60.0, "fcc_time_limit_30": 30.0}
 ONLY_ON = {"no_proxy": ("kidney_edge", "demo_fp"), "cost_aware": ("kidney_edge", "demo_fp"),
            "time_limit_60": ("kidney_box",), "refine_8": ("kidney_box",),
@@ -214,6 +218,16 @@ def table(results: dict) -> str:
             lines.append(f"| {case} | {pr['tiles_kept']} of {pr['tiles']} | {pr['bound_logit']:.3g} | "
                          f"{pr['measured_max_logit']:.3g} | {pr['measured_max_value']:.3g} | "
                          f"{'n/a (players differ)' if dphi is None else f'{dphi:.3g}'} |")
+    lines += ["", "| case | lever | same players as the default | max \\|Δφ\\| vs default | Σ\\|φ\\| of the default |",
+              "|---|---|---|---|---|"]
+    for case, by_setup in results.items():
+        d = by_setup.get("default")
+        for lever in (x for x in LEVERS if d is not None and x in by_setup):
+            x = by_setup[lever]
+            same = set(d["phi"]) == set(x["phi"])
+            dphi = f"{max(abs(x['phi'][k] - d['phi'][k]) for k in x['phi']):.3g}" if same else "n/a"
+            lines.append(f"| {case} | {lever} | {'yes' if same else 'no'} | {dphi} | "
+                         f"{sum(abs(v) for v in d['phi'].values()):.3g} |")
     return "\n".join(lines)
 
 

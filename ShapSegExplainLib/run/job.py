@@ -64,7 +64,8 @@ class ExplainJob:
     coalition_batch: int | None = None
     baseline_hu: float = -1024.0
     tolerance: float = 0.0          # prune ROI tiles whose Gaussian share stays at or below this (0 = exact)
-    proxy_tolerance: float = 0.05   # a proxy game with these tiles frozen, corrected by exact values (0 = none)
+    # a proxy game with these tiles frozen, corrected by exact values (0 = none); 0.25: bench_cost (README, Performance)
+    proxy_tolerance: float = 0.25
     cost_candidates: int = 1        # cost-aware draws: the cheapest of this many same-size pairs (GP; 1 = uniform)
     faithfulness_steps: int = 10
     # model
