@@ -198,7 +198,9 @@ class GameGP:
         half = solve_triangular(c[0], cross.T, lower=True, check_finite=False)   # L⁻¹ Cᵀ
         var = scale * np.maximum(prior - np.sum(half ** 2, axis=0), 0.0)
         # the likelihood of neg_log_likelihood, from this factor (no second factor, no inverse)
-        q = max(scale * n / self.scale_y ** 2, 1e-300)
+        # a game that is 0 on every coalition played (a proxy's residual can be) has scale_y = 1e-300,
+        # whose square underflows to 0
+        q = max(scale * n / self.scale_y ** 2, 1e-300) if self.scale_y ** 2 > 0 else 1e-300
         nll = 0.5 * (n * np.log(q / n) + 2.0 * np.log(np.diag(c[0])).sum())
         return GPFit(values=phi, se=np.sqrt(var), theta=theta, scale=scale, log_likelihood=-nll)
 

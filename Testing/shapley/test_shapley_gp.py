@@ -187,3 +187,19 @@ def test_integrating_theta_reduces_to_the_t_interval_at_theta_hat(monkeypatch):
     at_hat = gp.marginal_se(fit, np.random.default_rng(0))
     np.testing.assert_allclose(at_hat, fit.se * student_t.ppf(0.975, gp.y.size) / 1.959963984540054, rtol=1e-5)
     assert np.mean(spread) > np.mean(at_hat)
+
+
+@pytest.mark.parametrize("stop_after", [8, None])       # stopped inside the first design (2M + 2 = 22), or not
+def test_a_game_that_is_zero_everywhere_gives_zero_values(stop_after):
+    """A proxy's residual can be 0 on every coalition played (a tp value that the frozen tiles
+    never change; Testing/study, case b, stopped by the study's budget): the GP returns zeros,
+    it does not divide by 0."""
+    m, played = 10, []
+
+    def game(c):
+        played.append(len(c))
+        return np.zeros(len(c))
+    stop = None if stop_after is None else (lambda: "budget" if sum(played) >= stop_after else None)
+    res = shapley_values(game, m, 64, seed=0, estimator="gp", stop=stop, batch_size=4)
+    assert np.array_equal(res.values, np.zeros(m)) and np.all(np.isfinite(res.se))
+    assert (res.n_evaluations < 2 * m + 2) == (stop_after is not None)
