@@ -18,8 +18,9 @@ cost-aware draws (``--cost-candidates 4``): what each lever pays (kidney edge an
 ``refine_8`` = two refinements more (kidney box); ``by_phi`` = refining the largest |φ|
 first instead of the largest |φ|·volume; ``equal_split`` = children sharing their parent's
 surplus equally (``--split equal``, the previous default); ``gp_trees`` = ``--estimator gp-trees``;
-``proxy_05`` and ``proxy_10`` = the proxy game at
-``--proxy-tolerance`` 0.05 (the previous default) and 0.10, against the default's 0.25; ``batch_4`` = four tiles per network call, the previous CPU default (the same forwards and φ,
+``proxy_05`` and ``proxy_10`` = the proxy game at ``--proxy-tolerance`` 0.05 (the previous
+default) and 0.10, against the default's 0.25; ``batch_4`` = four tiles per network call, the
+previous CPU default (the same forwards and φ,
 bit for bit: what the batch of two saves in seconds); ``time_limit_60`` = the defaults with
 ``--time-limit 60`` (kidney box: how close to 60 s sampling stops); ``fcc_time_limit_30`` =
 one flat game of FCC players (kidney box: hundreds of players, so the limit falls inside
