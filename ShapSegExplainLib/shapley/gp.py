@@ -114,7 +114,9 @@ class GameGP:
         self.kernel_ratio = _ratio_table(self.m, self.m, self.orders)             # C(j,k)/C(M,k)
         # C(s-1, k-1) / (k C(M, k)) = [C(s-1, k-1) / C(M, k-1)] / (M - k + 1), by s - 1
         self.cross_ratio = _ratio_table(self.m - 1, self.m, self.orders - 1) / (self.m - self.orders + 1)
-        self.scale_y = max(float(np.abs(self.y).max()), 1e-300)
+        # floored where its square stays > 0: a game 0 on every coalition played (a proxy's residual
+        # can be) must not divide by 0 in posterior()
+        self.scale_y = max(float(np.abs(self.y).max()), 1e-150)
 
     def _order_weights(self, theta: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """w_k per order and its derivatives in log ρ (and log ω when θ has it)."""
@@ -198,9 +200,7 @@ class GameGP:
         half = solve_triangular(c[0], cross.T, lower=True, check_finite=False)   # L⁻¹ Cᵀ
         var = scale * np.maximum(prior - np.sum(half ** 2, axis=0), 0.0)
         # the likelihood of neg_log_likelihood, from this factor (no second factor, no inverse)
-        # a game that is 0 on every coalition played (a proxy's residual can be) has scale_y = 1e-300,
-        # whose square underflows to 0
-        q = max(scale * n / self.scale_y ** 2, 1e-300) if self.scale_y ** 2 > 0 else 1e-300
+        q = max(scale * n / self.scale_y ** 2, 1e-300)
         nll = 0.5 * (n * np.log(q / n) + 2.0 * np.log(np.diag(c[0])).sum())
         return GPFit(values=phi, se=np.sqrt(var), theta=theta, scale=scale, log_likelihood=-nll)
 

@@ -46,11 +46,9 @@ class ValueFunction:
         return "" if self.normalized else UNITS[self.name]
 
     def __post_init__(self) -> None:
-        self._y: torch.Tensor | None = None        # the reference as float64, built once: raw() runs per coalition
+        self._y = torch.from_numpy(np.asarray(self.reference, dtype=np.float64))   # built once: raw() runs per coalition
 
     def raw(self, logits: torch.Tensor) -> np.ndarray:
-        if self._y is None:
-            self._y = torch.from_numpy(np.asarray(self.reference, dtype=np.float64))
         y = self._y
         if self.name in ("tp", "dice", "fp"):
             pred = (self.labels_fn(logits) == self.target).to(torch.float64)
