@@ -28,7 +28,8 @@ KernelSHAP's first design of 2M + 2 coalitions) with ``--time-limit 30``. All wi
 setup's cost by 8). Reported per case and setup: players, coalitions, tile forwards
 (sampling and faithfulness; setup forwards apart), wall seconds, AOPC, ABPC,
 deletion/insertion AUC, anatomical alignment, all from curves over the *removed volume* of
-the support (mL), so different partitions compare; the ratio of tile forwards.
+the support (mL), so different partitions compare; the ratio of tile forwards; and where the
+forwards go: each game of the tree (players, exact and proxy coalitions, tile forwards).
 
 The curves rank players by φ per mL (the engine's own curves). Every row's curves are
 re-evaluated here from its stored φ under both rankings, by φ per mL and by φ (the ranking
@@ -173,7 +174,20 @@ def row(content: dict, curves: dict) -> dict:
             "pruning": content.get("pruning") or None, "phi": {r["name"]: r["phi"] for r in content["players"]},
             "ml_removed": f["ml_removed"], "morf": f["morf"], "lerf": f["lerf"],
             "by_phi": {k: curves["phi"][k] for k in ("aopc", "abpc", "deletion_auc", "insertion_auc")},
-            "scales": [lv.get("scale") for lv in content.get("levels") or [] if lv.get("refined")]}
+            "scales": [lv.get("scale") for lv in content.get("levels") or [] if lv.get("refined")],
+            "by_level": by_level(content)}
+
+
+def by_level(content: dict) -> list[dict]:
+    """Where the forwards go: each game of the tree (the coarse one, then each refinement) with
+    its players, exact and proxy coalitions and tile forwards (the sampler records running totals)."""
+    counts = ("coalitions", "proxy_coalitions", "tile_forwards")
+    out, before = [], {"players": 0, **dict.fromkeys(counts, 0)}
+    for lv in content.get("levels") or []:
+        children = lv["players"] - before["players"] + (1 if lv["refined"] else 0)   # a refined player leaves
+        out.append({"game": lv["refined"] or "coarse", "players": children, **{k: lv[k] - before[k] for k in counts}})
+        before = lv
+    return out
 
 
 def table(results: dict) -> str:
@@ -219,6 +233,17 @@ def table(results: dict) -> str:
             lines.append(f"| {case} | {pr['tiles_kept']} of {pr['tiles']} | {pr['bound_logit']:.3g} | "
                          f"{pr['measured_max_logit']:.3g} | {pr['measured_max_value']:.3g} | "
                          f"{'n/a (players differ)' if dphi is None else f'{dphi:.3g}'} |")
+    lines += ["", "| case | setup | game | players | exact coalitions | proxy coalitions | tile forwards |",
+              "|---|---|---|---|---|---|---|"]
+    for case, by_setup in results.items():
+        for setup, r in by_setup.items():
+            games = r.get("by_level") or []
+            for g in games:
+                lines.append(f"| {case} | {setup} | {g['game']} | {g['players']} | {g['coalitions']} | "
+                             f"{g['proxy_coalitions']} | {g['tile_forwards']} |")
+            if games:
+                rest = r["tile_forwards"] - r["sampling_forwards"]
+                lines.append(f"| {case} | {setup} | curves (and pruning's checks) | | | | {rest} |")
     lines += ["", "| case | lever | same players as the default | max \\|Δφ\\| vs default | Σ\\|φ\\| of the default |",
               "|---|---|---|---|---|"]
     for case, by_setup in results.items():
