@@ -13,6 +13,9 @@ BIN    := $(VENV)/bin
 MRML_VENV   ?= .venv-mrml
 MRML_PYTHON ?= $(shell PYENV_VERSION=3.12.1 pyenv which python3.12 2>/dev/null || (python3.12 -c "" 2>/dev/null && echo python3.12) || echo $(PYTHON))
 MRML_DEPS   ?= slicer-core==5.12.4.0 pytest numpy scipy SimpleITK slicerio matplotlib psutil
+# --no-compile: pip would byte-compile every installed file (torch alone: 20 of its 60 s on 2
+# cores); Python compiles the modules a run imports, once, on first import.
+PIP         = -m pip install --quiet --disable-pip-version-check --no-compile
 
 .PHONY: demo test venv
 
@@ -20,13 +23,13 @@ venv: $(VENV)/.installed $(MRML_VENV)/.installed
 
 $(MRML_VENV)/.installed: pyproject.toml Makefile
 	$(MRML_PYTHON) -m venv $(MRML_VENV)
-	$(MRML_VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(MRML_DEPS)
+	$(MRML_VENV)/bin/python $(PIP) $(MRML_DEPS)
 	touch $@
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python $(PIP) $(TORCH)
+	$(BIN)/python $(PIP) -e '.[test]'
 	touch $@
 
 demo: $(VENV)/.installed
