@@ -26,8 +26,9 @@ bit for bit: what the batch of two saves in seconds); ``time_limit_60`` = the de
 one flat game of FCC players (kidney box: hundreds of players, so the limit falls inside
 KernelSHAP's first design of 2M + 2 coalitions) with ``--time-limit 30``; ``refine_0`` … ``refine_2``
 and their ``_pruned`` twins (``--tolerance 0.01``) = the tree stopped after 0, 1 or 2
-refinements (demo: the cheapest setup that still matches the paper's AOPC and ABPC, the
-*frontier* table). All without test-time mirroring (the engine's default; it multiplies every
+refinements; ``flat_2m2`` (and ``_pruned``) = the demo's 14 flat players with the smallest
+design that determines their values, 2M + 2 = 30 coalitions (demo only: how cheap an answer
+can be that still matches the paper's AOPC and ABPC, the *frontier* table). All without test-time mirroring (the engine's default; it multiplies every
 setup's cost by 8). Reported per case and setup: players, coalitions, tile forwards
 (sampling and faithfulness; setup forwards apart), wall seconds, AOPC, ABPC,
 deletion/insertion AUC, anatomical alignment, all from curves over the *removed volume* of
@@ -80,8 +81,11 @@ SETUPS = {"paper": dict(strategy="paper", estimator="wls", budget=None, threshol
           "fcc_time_limit_30": dict(players="fcc", levels=1, time_limit=30.0)}   # flat FCC, hundreds of players
 LEVERS = ("no_proxy", "cost_aware", "refine_8", "by_phi", "equal_split", "gp_trees", "batch_4", "proxy_05",
           "proxy_10")
-FRONTIER = {f"refine_{r}{tag}": dict(refinements=r, **tol)      # the tree stopped after r refinements,
-            for r in (0, 1, 2) for tag, tol in (("", {}), ("_pruned", {"tolerance": 0.01}))}   # exact and pruned
+PRUNE = (("", {}), ("_pruned", {"tolerance": 0.01}))              # each frontier setup exact and pruned
+FRONTIER = {**{f"refine_{r}{tag}": dict(refinements=r, **tol)      # the tree stopped after r refinements
+               for r in (0, 1, 2) for tag, tol in PRUNE},
+            **{f"flat_2m2{tag}": dict(levels=1, budget=30, **tol)  # flat, KernelSHAP's smallest design
+               for tag, tol in PRUNE}}                             # (2M + 2 = 30 for the demo's 14 players)
 SETUPS.update(FRONTIER)
 TIME_LIMITED = {"time_limit_60": 60.0, "fcc_time_limit_30": 30.0}
 ONLY_ON = {"no_proxy": ("kidney_edge", "demo_fp"), "cost_aware": ("kidney_edge", "demo_fp"),
@@ -266,9 +270,9 @@ def table(results: dict) -> str:
 
 def frontier_table(results: dict) -> str:
     """Per case with the paper's row and a ``FRONTIER`` setup: the default, the pruned mode and
-    the tree stopped after 0-2 refinements, cheapest first, each against the paper: forwards
+    the frontier's setups, cheapest first, each against the paper: forwards
     (all and the Shapley values' own) and whether AOPC and ABPC are both at least the paper's."""
-    lines = ["| case | setup | refinements | players | tile forwards (Shapley + rest) | paper ÷ setup: all / own "
+    lines = ["| case | setup | refinements (or flat) | players | tile forwards (Shapley + rest) | paper ÷ setup: all / own "
              "| AOPC | ABPC | matches the paper |", "|---|---|---|---|---|---|---|---|---|"]
     for case, by_setup in results.items():
         p = by_setup.get("paper")
@@ -278,7 +282,8 @@ def frontier_table(results: dict) -> str:
                       if name in FRONTIER or name in ("default", "pruned"))
         for forwards, name, r in rows:
             match = r["aopc"] >= p["aopc"] and r["abpc"] >= p["abpc"]
-            lines.append(f"| {case} | {name} | {r['levels'] - 1} | {r['players']} | {forwards} "
+            depth = r["levels"] - 1 if r["by_level"] else "flat"
+            lines.append(f"| {case} | {name} | {depth} | {r['players']} | {forwards} "
                          f"({r['sampling_forwards']} + {forwards - r['sampling_forwards']}) | "
                          f"{p['tile_forwards'] / max(forwards, 1):.2f}× / "
                          f"{p['sampling_forwards'] / max(r['sampling_forwards'], 1):.2f}× | {r['aopc']:.4g} | "
