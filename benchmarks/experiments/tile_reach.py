@@ -5,7 +5,8 @@ At ``--tolerance 0`` a coalition costs one forward for each ROI tile that holds 
 player (the tile memo answers the others), so the paper's flat players set the price of every
 coalition. M values plus v(∅) are determined by no fewer than M + 1 evaluated coalitions: N
 (free: the cached prediction), ∅ (every tile) and M − 1 more, at the cheapest the leave-one-out
-coalitions N ∖ {i}, which cost the tiles player i reaches. The floor is therefore
+coalitions N ∖ {i}, which cost the tiles player i reaches (those whose input its absence
+changes: a player already at the baseline, such as air, reaches none). The floor is therefore
 T + the sum of the M − 1 smallest reaches, whatever the estimator (a prior can go below it only
 by guessing). Compare it with a tenth of the paper's Shapley forwards (bench_cost).
 
@@ -24,20 +25,16 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from bench_cost import SETUPS, case_jobs  # noqa: E402
+from ShapSegExplainLib.nnunet.evaluator import CoalitionEvaluator  # noqa: E402
 from ShapSegExplainLib.run.explain import prepare_inputs  # noqa: E402
 from ShapSegExplainLib.run.state import Run  # noqa: E402
 
 
-def reaches(ids: np.ndarray, plan, m: int) -> np.ndarray:
-    """Per player, the number of ROI tiles whose window holds one of its voxels (``ids``: the
-    crop's player ids, −1 outside the players)."""
-    lo = [s.start for s in plan.crop]
-    out = np.zeros(m, int)
-    for t in plan.tiles:
-        window = tuple(slice(s.start - o, s.stop - o) for s, o in zip(plan.grid.windows[t], lo))
-        inside = np.unique(ids[window])
-        out[inside[inside >= 0]] += 1
-    return out
+def reaches(inputs, m: int) -> np.ndarray:
+    """Per player, the number of ROI tiles whose input it changes when absent: the evaluator's
+    own ``tile_players`` (what its tile memo keys on), so the count is the cost it charges."""
+    ev = CoalitionEvaluator(inputs.model, inputs.case, inputs.players.plan, inputs.players.pmap.ids, m)
+    return np.bincount(np.concatenate(ev.tile_players).astype(np.int64), minlength=m)
 
 
 def main() -> None:
@@ -49,11 +46,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for case in args.cases:
             job = case_jobs(case, Path(tmp), Path(tmp) / case, **SETUPS["paper"])
-            players = prepare_inputs(Run(job, lambda e: None, lambda: False)).players
-            m, plan = players.pmap.n_players, players.plan
-            reach = reaches(players.pmap.ids, plan, m)
-            floor = len(plan.tiles) + int(np.sort(reach)[:m - 1].sum())
-            print(f"| {case} | {m} | {len(plan.tiles)} | {reach.min()} / {np.median(reach):g} / {reach.max()} "
+            inputs = prepare_inputs(Run(job, lambda e: None, lambda: False))
+            m, tiles = inputs.players.pmap.n_players, len(inputs.players.plan.tiles)
+            reach = reaches(inputs, m)
+            floor = tiles + int(np.sort(reach)[:m - 1].sum())
+            print(f"| {case} | {m} | {tiles} | {reach.min()} / {np.median(reach):g} / {reach.max()} "
                   f"| {floor} |", flush=True)
 
 
