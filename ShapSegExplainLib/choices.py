@@ -10,6 +10,7 @@ ESTIMATORS = ("gp", "wls", "gp-trees")                   # shapley.estimator: th
 REFINE_BY = ("volume", "phi")                            # shapley.hierarchy: |φ|·volume or |φ| picks the next
 SPLITS = ("proportional", "equal")                       # shapley.hierarchy: how children share a parent's value
 DEVICES = ("auto", "cpu", "cuda")                        # nnunet.model (also "cuda:N")
+MIN_UNBIASED = 6     # shapley.proxy: a residual of ∅, N and two complementary pairs, the fewest with an SE
 
 
 def check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Sequence
 
-from .choices import DEVICES, ESTIMATORS, PLAYERS, REFINE_BY, SPLITS, STRATEGIES, VALUES
+from .choices import DEVICES, ESTIMATORS, MIN_UNBIASED, PLAYERS, REFINE_BY, SPLITS, STRATEGIES, VALUES
 from .errors import ShapSegError
 
 EXIT_BAD_INPUT = 2
@@ -240,8 +240,12 @@ def add_explain_args(p: argparse.ArgumentParser) -> None:
                         "logit change is reported (default %(default)s: exact)")
     g.add_argument("--proxy-tolerance", type=float, default=d.proxy_tolerance,
                    help="play a proxy game with the ROI tiles of Gaussian share at most this frozen, and correct it "
-                        "with 2M+2 exact coalitions per sampled game (a control variate: no bias of its own; "
-                        "default %(default)s; 0 = off)")
+                        "with a few exact coalitions per sampled game (--residual-coalitions; a control variate: "
+                        "no bias of its own; default %(default)s; 0 = off)")
+    g.add_argument("--residual-coalitions", type=int, default=d.residual_coalitions,
+                   help=f"exact coalitions per sampled game that correct the proxy, at least {MIN_UNBIASED}: ∅, N "
+                        "and complementary pairs with unbiased KernelSHAP (Covert & Lee 2021; default %(default)s); "
+                        "0 = 2M+2, a determined fit (dearer, less noisy)")
     g.add_argument("--cost-candidates", type=int, default=d.cost_candidates,
                    help="GP: draw each sampled pair as the cheapest in tile forwards of this many (default "
                         "%(default)s: uniform)")

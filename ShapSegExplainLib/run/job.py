@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ..choices import DEVICES, ESTIMATORS, PLAYERS, REFINE_BY, SPLITS, STRATEGIES, VALUES, check_choice
+from ..choices import DEVICES, ESTIMATORS, MIN_UNBIASED, PLAYERS, REFINE_BY, SPLITS, STRATEGIES, VALUES, check_choice
 from ..errors import ShapSegError
 
 ROI_KINDS = ("roi_mask", "roi_box", "roi_box_ras", "roi_point", "roi_point_ras")
@@ -66,6 +66,7 @@ class ExplainJob:
     tolerance: float = 0.0          # prune ROI tiles whose Gaussian share stays at or below this (0 = exact)
     # a proxy game with these tiles frozen, corrected by exact values (0 = none); 0.25: bench_cost (README, Performance)
     proxy_tolerance: float = 0.25
+    residual_coalitions: int = 6    # ... per sampled game: unbiased KernelSHAP (0: 2M + 2); 6: bench_cost (README)
     cost_candidates: int = 1        # cost-aware draws: the cheapest of this many same-size pairs (GP; 1 = uniform)
     faithfulness_steps: int = 10
     # model
@@ -114,6 +115,10 @@ class ExplainJob:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < least):
                 raise ShapSegError(f"{name.replace('_', '-')} must be a whole number ≥ {least}, got {v!r}", "bad_option")
+        if not isinstance(self.residual_coalitions, int) or isinstance(self.residual_coalitions, bool) or \
+                not (self.residual_coalitions == 0 or self.residual_coalitions >= MIN_UNBIASED):
+            raise ShapSegError(f"residual-coalitions must be 0 (2M+2) or a whole number ≥ {MIN_UNBIASED}, got "
+                               f"{self.residual_coalitions!r}", "bad_option")
         share = "at least 0 and below 1 (a share of the fused logits)"
         for name, ok, what in (("tolerance", lambda x: 0 <= x < 1, share), ("proxy_tolerance", lambda x: 0 <= x < 1, share),
                                ("refine_share", lambda x: 0 <= x <= 1, "between 0 and 1")):

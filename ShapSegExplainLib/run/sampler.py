@@ -172,7 +172,8 @@ class Sampler:
         if "proxy" not in opts:
             return shapley_values(self.game, self.m, budget, **settings, **opts)
         proxy_cost = (lambda c: self.cost(c, True)) if "cost" in opts else None
-        return with_proxy(self.game, opts.pop("proxy"), self.m, budget, proxy_cost=proxy_cost, **settings, **opts)
+        return with_proxy(self.game, opts.pop("proxy"), self.m, budget, job.residual_coalitions or None,
+                          proxy_cost=proxy_cost, **settings, **opts)
 
     def tree(self, players: PlayerSet, case):
         """Coarse to fine: the roots' game, then refinements; every level is emitted (players
@@ -207,7 +208,7 @@ class Sampler:
             self.partial(res.values, res.se, ratio, res.n_evaluations, self.planned)
 
         opts = self.estimator_options()
-        games = AtomGames(self.game, opts.pop("proxy", None), opts.pop("cost", None))
+        games = AtomGames(self.game, opts.pop("proxy", None), opts.pop("cost", None), job.residual_coalitions or None)
         volumes = tree.node_voxels() if job.refine_by == "volume" else None
         res = tree_shapley(games, tree, seed=job.seed, max_refinements=job.refinements,
                            min_share=job.refine_share, volumes=volumes, split=job.split, stop=self.stop,

@@ -118,6 +118,7 @@ class AtomGames:
     game: Game
     proxy: Game | None = None
     cost: Callable[[np.ndarray, bool], set] | None = None
+    residual_budget: int | None = None      # the proxy's exact coalitions per game (None: 2M + 2)
 
     def play(self, membership: np.ndarray, n: int, budget: int, seed: int, stop, kwargs: dict) -> ShapleyResult:
         """The Shapley values of the game over the nodes of ``membership``."""
@@ -127,7 +128,8 @@ class AtomGames:
         if self.proxy is None:
             return shapley_values(game, n, budget, seed=seed, stop=stop, **kwargs)
         proxy_cost = self._node_cost(membership, True) if self.cost is not None else None
-        return with_proxy(game, node_game(self.proxy, membership), n, budget, proxy_cost=proxy_cost, seed=seed,
+        return with_proxy(game, node_game(self.proxy, membership), n, budget, self.residual_budget,
+                          proxy_cost=proxy_cost, seed=seed,
                           stop=stop, **kwargs)
 
     def _node_cost(self, membership: np.ndarray, proxy: bool):

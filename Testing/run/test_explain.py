@@ -374,7 +374,8 @@ def test_time_limit_and_forward_budget_stop_sampling_with_a_complete_result(ct_f
 
 @pytest.mark.parametrize("field, value", [("tolerance", "x"), ("tolerance", 1.0), ("refine_share", 2),
                                           ("levels", 0), ("refinements", -1), ("budget_forwards", True),
-                                          ("proxy_tolerance", 1.5), ("cost_candidates", 0)])
+                                          ("proxy_tolerance", 1.5), ("cost_candidates", 0),
+                                          ("residual_coalitions", 3), ("residual_coalitions", 6.0)])
 def test_cost_settings_are_checked_before_any_work(tmp_path, field, value):
     """The coarse-to-fine, pruning and budget settings of a job file fail in ``check()`` with one line."""
     job = ExplainJob(ct="a.nii.gz", model=str(tmp_path / "no-model"), target="liver", out=str(tmp_path / "o"),
@@ -401,3 +402,20 @@ def test_a_proxy_run_is_corrected_to_the_exact_game_and_audits_exact_values(ct_f
     coalitions = np.unpackbits(audit["coalitions"], axis=1)[:, :m].astype(bool)
     assert (audit["values"][coalitions.all(axis=1)] == ref["full_value"]).all()
     assert audit["values"].shape[0] == expl["shapley"]["n_evaluations"]
+
+
+def test_a_few_exact_coalitions_correct_a_flat_proxy_game(ct_file, model_dirs, explained, tmp_path):
+    """``residual_coalitions=6``: the proxy played at the budget, the exact game at ∅, N and two
+    complementary pairs only (unbiased KernelSHAP), φ summing to the exact v(N) − v(∅)."""
+    ref = explained["expl"]
+    expl = run_explanation(make_job(ct_file, model_dirs["one_fold"], tmp_path / "u", levels=1, proxy_tolerance=0.9,
+                                    residual_coalitions=6, faithfulness_steps=0))
+    shapley = expl["shapley"]
+    assert shapley["n_evaluations"] == 6 and shapley["proxy_evaluations"] >= 2 * len(expl["players"]) + 2
+    assert "unbiased KernelSHAP on the residual" in shapley["estimator"]
+    assert expl["full_value"] == ref["full_value"] and expl["base_value"] == ref["base_value"]
+    phi = np.array([p["phi"] for p in expl["players"]])
+    assert abs(phi.sum() - (expl["full_value"] - expl["base_value"])) < 1e-9
+    audit = np.load(tmp_path / "u" / "coalitions.npz")
+    coalitions = np.unpackbits(audit["coalitions"], axis=1)[:, :int(audit["n_players"])].astype(bool)
+    assert coalitions.shape[0] == 6 and (coalitions[2::2] == ~coalitions[3::2]).all()      # the pairs
