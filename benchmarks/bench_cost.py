@@ -28,7 +28,11 @@ KernelSHAP's first design of 2M + 2 coalitions) with ``--time-limit 30``; ``refi
 and their ``_pruned`` twins (``--tolerance 0.01``) = the tree stopped after 0, 1 or 2
 refinements; ``flat_2m2`` (and ``_pruned``) = the demo's 14 flat players with the smallest
 design that determines their values, 2M + 2 = 30 coalitions (demo only: how cheap an answer
-can be that still matches the paper's AOPC and ABPC, the *frontier* table). All without
+can be that still matches the paper's AOPC and ABPC, the *frontier* table); ``flat_u6`` and
+``flat_u10`` (and ``_pruned``) = that design played on the proxy game and corrected by 6 or 10
+exact coalitions with unbiased KernelSHAP (``--residual-coalitions``; demo only);
+``residual_2m2`` = the defaults with each proxy corrected by 2M + 2 exact coalitions (a
+determined fit; the default before ``--residual-coalitions 6``). All without
 test-time mirroring (the engine's default; it multiplies every setup's cost by 8). Reported
 per case and setup: players, coalitions, tile forwards (sampling and faithfulness; setup
 forwards apart), wall seconds, AOPC, ABPC,
@@ -79,14 +83,18 @@ SETUPS = {"paper": dict(strategy="paper", estimator="wls", budget=None, threshol
           "batch_4": dict(batch_size=4),               # the previous CPU batch (same forwards, bitwise)
           "proxy_05": dict(proxy_tolerance=0.05),      # tighter proxy games than the default's 0.25: dearer
           "proxy_10": dict(proxy_tolerance=0.10),      # proxy coalitions, a smaller residual to correct
+          "residual_2m2": dict(residual_coalitions=0),  # each proxy corrected by 2M + 2 exact coalitions (the
+                                                        # previous default; now 6, unbiased KernelSHAP)
           "fcc_time_limit_30": dict(players="fcc", levels=1, time_limit=30.0)}   # flat FCC, hundreds of players
 LEVERS = ("no_proxy", "cost_aware", "refine_8", "by_phi", "equal_split", "gp_trees", "batch_4", "proxy_05",
-          "proxy_10")
+          "proxy_10", "residual_2m2")
 PRUNE = (("", {}), ("_pruned", {"tolerance": 0.01}))              # each frontier setup exact and pruned
 FRONTIER = {**{f"refine_{r}{tag}": dict(refinements=r, **tol)      # the tree stopped after r refinements
                for r in (0, 1, 2) for tag, tol in PRUNE},
-            **{f"flat_2m2{tag}": dict(levels=1, budget=30, **tol)  # flat, KernelSHAP's smallest design
-               for tag, tol in PRUNE}}                             # (2M + 2 = 30 for the demo's 14 players)
+            **{f"flat_2m2{tag}": dict(levels=1, budget=30, residual_coalitions=0, **tol)   # flat, KernelSHAP's
+               for tag, tol in PRUNE},                             # smallest design, 2M + 2 = 30 for 14 players
+            **{f"flat_u{k}{tag}": dict(levels=1, budget=30, residual_coalitions=k, **tol)   # the same design
+               for k in (6, 10) for tag, tol in PRUNE}}            # on the proxy; k exact coalitions, unbiased
 SETUPS.update(FRONTIER)
 TIME_LIMITED = {"time_limit_60": 60.0, "fcc_time_limit_30": 30.0}
 ONLY_ON = {"no_proxy": ("kidney_edge", "demo_fp"), "cost_aware": ("kidney_edge", "demo_fp"),
@@ -184,6 +192,8 @@ def row(content: dict, curves: dict) -> dict:
             "levels": len(content.get("levels") or []) or 1, "reused": content.get("reused", False),
             "sampling_seconds": s["seconds_by_phase"].get("shapley"), "stop_reason": content["shapley"]["stop_reason"],
             "pruning": content.get("pruning") or None, "phi": {r["name"]: r["phi"] for r in content["players"]},
+            "max_se": max((r.get("se") or 0.0 for r in content["players"]), default=0.0),
+            "sum_abs_phi": sum(abs(r["phi"]) for r in content["players"]),
             "ml_removed": f["ml_removed"], "morf": f["morf"], "lerf": f["lerf"],
             "by_phi": {k: curves["phi"][k] for k in ("aopc", "abpc", "deletion_auc", "insertion_auc")},
             "scales": [lv.get("scale") for lv in content.get("levels") or [] if lv.get("refined")],
@@ -272,9 +282,10 @@ def table(results: dict) -> str:
 def frontier_table(results: dict) -> str:
     """Per case with the paper's row and a ``FRONTIER`` setup: the default, the pruned mode and
     the frontier's setups, cheapest first, each against the paper: forwards (all and the
-    Shapley values' own) and whether AOPC and ABPC are both at least the paper's ("" if none)."""
+    Shapley values' own), whether AOPC and ABPC are both at least the paper's, and the largest
+    standard error beside Σ|φ| (the noise the curves do not see) ("" if none)."""
     lines = ["| case | setup | refinements (or flat) | players | tile forwards (Shapley + rest) | paper ÷ setup: all / own "
-             "| AOPC | ABPC | matches the paper |", "|---|---|---|---|---|---|---|---|---|"]
+             "| AOPC | ABPC | matches the paper | max SE (Σ\\|φ\\|) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for case, by_setup in results.items():
         p = by_setup.get("paper")
         if p is None or not set(FRONTIER) & set(by_setup):
@@ -288,8 +299,13 @@ def frontier_table(results: dict) -> str:
                          f"({r['sampling_forwards']} + {forwards - r['sampling_forwards']}) | "
                          f"{p['tile_forwards'] / max(forwards, 1):.2f}× / "
                          f"{p['sampling_forwards'] / max(r['sampling_forwards'], 1):.2f}× | {r['aopc']:.4g} | "
-                         f"{r['abpc']:.4g} | {'yes' if match else 'no'} |")
+                         f"{r['abpc']:.4g} | {'yes' if match else 'no'} | {noise(r)} |")
     return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def noise(r: dict) -> str:
+    """The largest standard error and Σ|φ| ("" for a row read back from before they were kept)."""
+    return f"{r['max_se']:.3g} ({r['sum_abs_phi']:.3g})" if "max_se" in r else ""
 
 
 def main() -> None:
