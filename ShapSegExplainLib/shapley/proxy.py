@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 
 from ..choices import MIN_UNBIASED
-from .estimator import (EVAL_CHUNK, Cost, Game, Pace, ShapleyResult, _constrained_solve, _ratio, chunk_size, is_exact,
+from .estimator import (EVAL_CHUNK, Cost, Game, Pace, ShapleyResult, _ratio, chunk_size, is_exact,
                         shapley_values, size_mass)
 
 
@@ -77,19 +77,19 @@ def with_proxy(game: Game, proxy: Game, m: int, budget: int, residual_budget: in
     return combine(first, rest, known)
 
 
-def kernel_moments(m: int) -> np.ndarray:
-    """A = E[z zᵀ] for z drawn from the Shapley kernel (a size by ``size_mass``, then a
-    coalition of that size uniformly): ½ on the diagonal, E[s(s − 1)] / (M(M − 1)) off it."""
+def kernel_gap(m: int) -> float:
+    """A = E[z zᵀ] for z drawn from the Shapley kernel (a size by ``size_mass``, then a coalition
+    of that size uniformly) is (d − c)I + c11ᵀ, with d = E[s]/M on the diagonal and
+    c = E[s(s − 1)]/(M(M − 1)) off it; on the sum-zero subspace it is (d − c)I."""
     s, mass = np.arange(m + 1, dtype=np.float64), size_mass(m)
-    a = np.full((m, m), float((mass * s * (s - 1)).sum()) / (m * (m - 1)))
-    np.fill_diagonal(a, float((mass * s).sum()) / m)
-    return a
+    return float((mass * s).sum()) / m - float((mass * s * (s - 1)).sum()) / (m * (m - 1))
 
 
 def unbiased_from_moments(b: np.ndarray, total: float, m: int) -> np.ndarray:
     """φ = A⁻¹(b − λ1) with λ such that Σφ = total, where b = E[z (v(z) − v(∅))]: the Shapley
-    values exactly when b is (Covert & Lee 2021, eq. 7); affine in b, so unbiased for an unbiased b̂."""
-    return _constrained_solve(kernel_moments(m), b, total)
+    values exactly when b is (Covert & Lee 2021, eq. 7). A's form makes it P b / (d − c) +
+    total/M (P removes the mean): affine in b, so unbiased for an unbiased b̂."""
+    return (b - b.mean()) / kernel_gap(m) + total / m
 
 
 def unbiased_kernel_shap(game: Game, m: int, budget: int, seed: int = 0,
@@ -147,10 +147,10 @@ def _play(game: Game, design: np.ndarray, stop, pace) -> tuple[np.ndarray, str |
 
 
 def _unbiased_se(terms: np.ndarray, m: int) -> np.ndarray:
-    """φ̂ is affine in b̂: its covariance is J Cov(b̂) Jᵀ, J the constrained solve with total 0."""
-    jac = np.column_stack([_constrained_solve(kernel_moments(m), e, 0.0) for e in np.eye(m)])
-    cov_b = np.cov(terms, rowvar=False).reshape(m, m) / len(terms)
-    return np.sqrt(np.clip(np.diag(jac @ cov_b @ jac.T), 0.0, None))
+    """φ̂ = P b̂ / (d − c) + const, b̂ the mean of the pairs' terms: each φ̂ᵢ's SE is that of the
+    mean of the centred terms, over d − c."""
+    centred = terms - terms.mean(axis=1, keepdims=True)
+    return centred.std(axis=0, ddof=1) / np.sqrt(len(terms)) / kernel_gap(m)
 
 
 def combine(first: ShapleyResult, rest: ShapleyResult, known: dict[bytes, float]) -> ShapleyResult:
