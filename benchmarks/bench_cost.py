@@ -98,7 +98,7 @@ FRONTIER = {**{f"refine_{r}{tag}": dict(refinements=r, **tol)      # the tree st
             **{f"flat_u{k}{tag}": dict(levels=1, budget=30, residual_coalitions=k, **tol)   # the same design
                for k in (6, 10) for tag, tol in PRUNE}}            # on the proxy; k exact coalitions, unbiased
 SETUPS.update(FRONTIER)
-TIME_LIMITED = {"time_limit_60": 60.0, "time_limit_20": 20.0, "fcc_time_limit_30": 30.0}
+TIME_LIMITED = {name: s["time_limit"] for name, s in SETUPS.items() if "time_limit" in s}
 ONLY_ON = {"no_proxy": ("kidney_edge", "demo_fp"), "cost_aware": ("kidney_edge", "demo_fp"),
            "time_limit_60": ("kidney_box",), "time_limit_20": ("kidney_box",), "refine_8": ("kidney_box",),
            "fcc_time_limit_30": ("kidney_box",),

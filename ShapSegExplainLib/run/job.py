@@ -111,13 +111,13 @@ class ExplainJob:
             raise ShapSegError("time-limit must be positive (seconds)", "bad_option")
         if self.max_memory_gb is not None and not self.max_memory_gb > 0:
             raise ShapSegError(f"max-memory must be positive (GiB), got {self.max_memory_gb!r}", "bad_option")
-        for name, least in (("levels", 1), ("budget_forwards", 1), ("refinements", 0), ("cost_candidates", 1)):
+        for name, least in (("levels", 1), ("budget_forwards", 1), ("refinements", 0), ("cost_candidates", 1),
+                            ("residual_coalitions", 0)):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < least):
                 raise ShapSegError(f"{name.replace('_', '-')} must be a whole number ≥ {least}, got {v!r}", "bad_option")
-        if not isinstance(self.residual_coalitions, int) or isinstance(self.residual_coalitions, bool) or \
-                not (self.residual_coalitions == 0 or self.residual_coalitions >= MIN_UNBIASED):
-            raise ShapSegError(f"residual-coalitions must be 0 (2M+2) or a whole number ≥ {MIN_UNBIASED}, got "
+        if self.residual_coalitions is None or 0 < self.residual_coalitions < MIN_UNBIASED:
+            raise ShapSegError(f"residual-coalitions must be 0 (2M+2) or at least {MIN_UNBIASED}, got "
                                f"{self.residual_coalitions!r}", "bad_option")
         share = "at least 0 and below 1 (a share of the fused logits)"
         for name, ok, what in (("tolerance", lambda x: 0 <= x < 1, share), ("proxy_tolerance", lambda x: 0 <= x < 1, share),

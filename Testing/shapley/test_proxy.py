@@ -1,10 +1,10 @@
 """The proxy game (a control variate) and cost-aware draws, against exact Shapley values."""
+from math import comb
+
 import numpy as np
 import pytest
 
 from fixtures.games import UnanimityGame, unanimity_game
-from math import comb
-
 from ShapSegExplainLib.shapley.estimator import exact_shapley, shapley_values, size_mass
 from ShapSegExplainLib.shapley.proxy import (residual_design, unbiased_from_moments, unbiased_kernel_shap,
                                              with_proxy)
