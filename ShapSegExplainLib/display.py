@@ -40,9 +40,10 @@ class PlayerStyle:
 
 
 def uncertain(phi, se) -> np.ndarray:
-    """True where the 95 % interval φ ± 1.96·SE contains 0 (an exact φ of 0 included)."""
+    """True where the 95 % interval φ ± 1.96·SE contains 0 (an exact φ of 0 included) or the
+    SE is unknown (NaN, null in a result stopped inside its first design)."""
     phi, se = np.asarray(phi, float), np.asarray(se, float)
-    return np.abs(phi) <= Z95 * se
+    return ~(np.abs(phi) > Z95 * se)
 
 
 def color_scale(phi, drawn=None) -> float:

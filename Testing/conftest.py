@@ -6,8 +6,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fixtures.model_folder import ModelSpec, write_model_folder  # noqa: E402
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "totalseg-example"
+from shared_data import TOTALSEG, needs_shared  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +25,4 @@ def model_dirs(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def shared_ct():
-    if not (SHARED / "ct.nii.gz").is_file():
-        pytest.skip("../shared/data/totalseg-example is not present")
-    return SHARED
+    return needs_shared(TOTALSEG / "ct.nii.gz").parent

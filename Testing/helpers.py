@@ -88,3 +88,4 @@ def write_job(tmp_path, model_dir, **kw):
                     device="cpu", faithfulness_steps=2, mirroring=False)
     settings.update(kw)
     return ExplainJob(**settings).write(tmp_path / "job.json")
+

@@ -58,9 +58,14 @@ def table_rows(players: list[dict]) -> list[dict]:
     segment ID and RAS centroid that a selected row jumps to."""
     rows = sorted(players, key=lambda r: (-r.get("phi", 0.0), r["id"]))
     return [{"Player": r["name"], "Organ": r.get("organ") or "", "phi": float(r.get("phi", 0.0)),
-             "+/-SE": float(r.get("se", 0.0)), "mL": float(r.get("ml", 0.0)), "Rank": int(r.get("rank", i + 1)),
+             "+/-SE": _number(r.get("se")), "mL": float(r.get("ml", 0.0)), "Rank": int(r.get("rank", i + 1)),
              "segment_id": segment_id(r["id"]), "centroid_ras": r.get("centroid_ras")}
             for i, r in enumerate(rows)]
+
+
+def _number(x) -> float:
+    """A stored number; NaN for null (a run stopped inside its first design has no SE yet)."""
+    return float("nan") if x is None else float(x)
 
 
 def visible_players(phi, top_k: int = 0, min_abs: float = 0.0, styles=None) -> np.ndarray:
@@ -83,7 +88,7 @@ def player_display(players: list[dict], phi=None, se=None, show_uncertain: bool 
     """The shared display rules (``display.player_styles``) for a result's players, with the
     current φ and SE (a live run's partial values) or the players' own."""
     phi = [p.get("phi", 0.0) for p in players] if phi is None else phi
-    se = [p.get("se", 0.0) for p in players] if se is None else se
+    se = [_number(p.get("se", 0.0)) for p in players] if se is None else se
     return player_styles(phi, se, [p.get("kind", "player") for p in players], show_uncertain)
 
 
@@ -138,7 +143,9 @@ def summary_text(expl: dict) -> str:
     """The result in one sentence: what was explained, v(N), v(∅), how, at what cost."""
     v, s, st = expl["value"], expl["shapley"], expl["stats"]
     unit = f" {v['unit']}" if v.get("unit") else ""
-    how = "exact" if s["exact"] else f"KernelSHAP, ratio {s['convergence_ratio']:.3f}"
+    ratio = s.get("convergence_ratio")
+    how = "exact" if s["exact"] else ("KernelSHAP, stopped in its first design" if ratio is None
+                                      else f"KernelSHAP, ratio {ratio:.3f}")
     return (f"{v['name']}{' (normalised)' if v['normalized'] else ''} of {expl['target']['name']}: "
             f"v(all) = {expl['full_value']:.3g}{unit}, v(none) = {expl['base_value']:.3g}{unit}; "
             f"{len(expl['players'])} players, {s['n_evaluations']} coalitions ({how}), "

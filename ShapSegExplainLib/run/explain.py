@@ -50,11 +50,18 @@ def run_explanation(job: ExplainJob, emit: Emit | None = None, cancel: Callable[
     ``extra_files`` are copied next to the results (the demo's phantom CT and inputs);
     ``model``, loaded with the job's model settings, is reused instead of loaded (a study's
     worker loads each model once)."""
+    from .lock import holding
+
+    job.check()
+    with holding(job.out):          # one writer per --out: a second run stops here with one line
+        return _run_locked(job, Run(job, emit or (lambda e: None), cancel or (lambda: False)),
+                           ct_image, extra_files, model)
+
+
+def _run_locked(job: ExplainJob, run: Run, ct_image, extra_files, model) -> dict:
     from .journal import check_resumable, journal_folder
     from .outputs import OutputFolder
 
-    job.check()
-    run = Run(job, emit or (lambda e: None), cancel or (lambda: False))
     folder = OutputFolder(job.out)          # refuses a bad --out before any work
     if job.resume:
         check_resumable(job)
@@ -63,9 +70,10 @@ def run_explanation(job: ExplainJob, emit: Emit | None = None, cancel: Callable[
     with folder as tmp:
         try:
             files = write_outputs(tmp, expl, run, extra_files or [])
-        except OSError as e:             # disk full, quota, a folder gone: the partial folder is removed,
-            shutil.rmtree(journal_folder(job.out), ignore_errors=True)      # and the journal (it takes space too)
-            raise ShapSegError(f"cannot write the result to {folder.out}: {e.strerror or e}", "bad_output") from e
+        except (OSError, RuntimeError) as e:    # disk full, quota, a folder gone (SimpleITK: RuntimeError)
+            kept = "; free space and run the same command with --resume" if journal_folder(job.out).is_dir() else ""
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[-1][:200]
+            raise ShapSegError(f"cannot write the result to {folder.out}: {why}{kept}", "bad_output") from e
         run.check()
         out = folder.commit()
     if expl.result.stop_reason not in CUT_SHORT:       # the result is final: nothing to resume

@@ -12,6 +12,13 @@ not restored, which can cost a few forwards). The
 journal lives beside ``--out`` (``.NAME.journal``) and is removed once a final result is
 committed; a run without ``--resume`` starts a new one.
 
+Each record ends with a CRC-32 of its bytes. Reading never changes the file: a record that
+is cut (a kill mid-write) or damaged (a flipped bit) ends what is replayed, and only the run
+that resumes, holding the ``--out`` lock (``run.lock``), cuts the file back to its last whole
+record. (A reader that cut the file itself raced the writer: a poll that saw a record half
+written cut it, the writer's rest landed after the cut, and the resumed run read garbage as
+"other coalitions"; that was the flaky resume of issue 43.)
+
 Hand-written: an append-only record file with fsync; no library journals numpy chunks.
 """
 from __future__ import annotations
@@ -21,6 +28,7 @@ import json
 import os
 import shutil
 import struct
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +38,9 @@ import numpy as np
 
 from ..errors import ShapSegError
 
+FRAME = struct.Struct("<QI")         # a record's frame: payload length, zlib.crc32 of the payload
 HEADER = struct.Struct("<?IIII")     # proxy game?, coalitions k, players m, tile forwards it cost, memo entries
+FORMAT = 2                           # 2: records framed with a length and a CRC
 ENTRY = struct.Struct("<IIi4s")      # a memo entry: tile, key length, dimensions, dtype (then shape, key, data)
 # job fields that change when the run stops or what it costs, never which coalitions it plays
 FREE_FIELDS = ("time_limit", "budget_forwards", "max_memory_gb", "preview", "extra", "resume")
@@ -47,7 +57,13 @@ def check_resumable(job) -> None:
     meta = journal_folder(job.out) / "job.json"
     if not meta.is_file():
         raise ShapSegError(f"--resume: there is no interrupted run of {job.out} to resume", "nothing_to_resume")
-    old = json.loads(meta.read_text())
+    try:
+        old = json.loads(meta.read_text())
+    except (ValueError, UnicodeDecodeError, OSError):
+        old = None
+    if not isinstance(old, dict) or old.get("format") != FORMAT:
+        raise ShapSegError(f"--resume: the interrupted run's journal of {job.out} is damaged or from another "
+                           "release; run without --resume", "bad_resume")
     if old.get("key") != job_key(job):
         differ = sorted(k for k, v in job.to_dict().items() if k not in FREE_FIELDS and old.get("job", {}).get(k) != v)
         why = f"had other settings ({', '.join(differ)})" if differ else "was started by another release"
@@ -81,12 +97,21 @@ class Journal:
         folder = journal_folder(job.out)
         if not resume:
             shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir(parents=True)
-            _write_synced(folder / "job.json", json.dumps({"key": job_key(job), "job": job.to_dict()}).encode())
+            meta = json.dumps({"key": job_key(job), "format": FORMAT, "job": job.to_dict()}).encode()
+            try:
+                folder.mkdir(parents=True)
+                _write_synced(folder / "job.json.tmp", meta)
+                os.replace(folder / "job.json.tmp", folder / "job.json")    # whole or absent
+            except OSError as e:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise ShapSegError(f"cannot start the run's journal in {folder}: {e.strerror or e}",
+                                   "bad_output") from None
             return cls(folder)
         check_resumable(job)
         journal = cls(folder)
-        for proxy, coalitions, values, forwards, entries in read_records(folder / "values.bin"):
+        records, end = scan(folder / "values.bin")
+        _cut(folder / "values.bin", end)            # appends go on after the last whole record
+        for proxy, coalitions, values, forwards, entries in records:
             journal.pending[proxy].append((coalitions, values, forwards))
             journal.memo += entries
         return journal
@@ -126,10 +151,12 @@ class Journal:
         packed = [p for p in packed if p is not None]
         record = HEADER.pack(proxy, k, m, forwards, len(packed)) + np.packbits(chunk, axis=1).tobytes() + \
             values.astype("<f8").tobytes() + b"".join(packed)
-        with open(self.folder / "values.bin", "ab") as f:
-            f.write(record)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            _append_synced(self.folder / "values.bin", FRAME.pack(len(record), zlib.crc32(record)) + record)
+        except OSError as e:
+            raise ShapSegError(f"cannot record the run's progress in {self.folder}: {e.strerror or e}; free space "
+                               "and run the same command with --resume (what was recorded is kept)",
+                               "bad_output") from None
 
 
 def _pack_entry(pos: int, key: bytes, tensor) -> bytes | None:
@@ -143,57 +170,81 @@ def _pack_entry(pos: int, key: bytes, tensor) -> bytes | None:
         np.asarray(arr.shape, "<i8").tobytes() + key + arr.tobytes()
 
 
-def _read_entries(data: bytes, pos: int, n: int, end: int):
-    """``n`` memo entries from ``pos``; (entries, where they end), or None if cut before ``end``."""
+def _read_entries(data: memoryview, pos: int, n: int) -> list:
+    """``n`` memo entries from ``pos`` of a record whose CRC held."""
     entries = []
     for _ in range(n):
-        if pos + ENTRY.size > end:
-            return None
         tile, klen, ndim, dtype = ENTRY.unpack_from(data, pos)
         pos += ENTRY.size
-        if pos + 8 * ndim > end:
-            return None
-        shape = tuple(np.frombuffer(data, "<i8", ndim, pos))
+        shape = tuple(int(x) for x in np.frombuffer(data, "<i8", ndim, pos))
         pos += 8 * ndim
         dt = np.dtype(dtype.decode().strip())
-        size = klen + dt.itemsize * int(np.prod(shape))
-        if pos + size > end:
-            return None
-        key = data[pos:pos + klen]
-        arr = np.frombuffer(data, dt, int(np.prod(shape)), pos + klen).reshape(shape).copy()
+        key = bytes(data[pos:pos + klen])
+        count = int(np.prod(shape))
+        arr = np.frombuffer(data, dt, count, pos + klen).reshape(shape).copy()
         entries.append(((tile, key), arr))
-        pos += size
-    return entries, pos
+        pos += klen + dt.itemsize * count
+    return entries
 
 
-def read_records(path: Path):
-    """(proxy, coalitions, values, tile forwards, memo entries) of every complete record; a
-    record cut by a kill is dropped (and cut off the file, so appends go on after the last
-    whole one)."""
+def _parse(data: memoryview):
+    proxy, k, m, forwards, n = HEADER.unpack_from(data, 0)
+    width = (m + 7) // 8
+    bits = np.frombuffer(data, np.uint8, k * width, HEADER.size).reshape(k, width)
+    coalitions = np.unpackbits(bits, axis=1, count=m).astype(bool)
+    values = np.frombuffer(data, "<f8", k, HEADER.size + k * width).astype(np.float64)
+    return bool(proxy), coalitions, values, int(forwards), _read_entries(data, HEADER.size + k * width + 8 * k, n)
+
+
+def read_records(path: Path) -> list:
+    """(proxy, coalitions, values, tile forwards, memo entries) of every whole record up to
+    the first cut or damaged one. Read only: safe beside a run that is appending."""
+    return scan(path)[0]
+
+
+def scan(path: Path) -> tuple[list, int]:
+    """The whole records and the byte where they end (at a cut or damaged record, or the end)."""
     if not path.is_file():
-        return []
-    data = path.read_bytes()
+        return [], 0
+    data = memoryview(path.read_bytes())
     out, pos = [], 0
-    while pos + HEADER.size <= len(data):
-        proxy, k, m, forwards, n = HEADER.unpack_from(data, pos)
-        width = (m + 7) // 8
-        end = pos + HEADER.size + k * width + 8 * k
-        if end > len(data):
+    while pos + FRAME.size <= len(data):
+        size, crc = FRAME.unpack_from(data, pos)
+        end = pos + FRAME.size + size
+        if end > len(data) or zlib.crc32(data[pos + FRAME.size:end]) != crc:
             break
-        bits = np.frombuffer(data, np.uint8, k * width, pos + HEADER.size).reshape(k, width)
-        coalitions = np.unpackbits(bits, axis=1, count=m).astype(bool)
-        values = np.frombuffer(data, "<f8", k, pos + HEADER.size + k * width).astype(np.float64)
-        read = _read_entries(data, end, n, len(data))
-        if read is None:
-            break
-        entries, end = read
-        out.append((bool(proxy), coalitions, values, int(forwards), entries))
+        out.append(_parse(data[pos + FRAME.size:end]))
         pos = end
-    if pos < len(data):
+    return out, pos
+
+
+def _cut(path: Path, end: int) -> None:
+    """Cut the record file back to ``end`` (only the run that owns the journal does this)."""
+    if path.is_file() and path.stat().st_size > end:
         with open(path, "r+b") as f:
-            f.truncate(pos)
+            f.truncate(end)
             os.fsync(f.fileno())
-    return out
+
+
+def _append_synced(path: Path, data: bytes) -> None:
+    """Append ``data`` and fsync; on a failed write (a full disk) cut the file back to where
+    it was, so no half record stays (were that to fail too, the CRC stops a replay there)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError:
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                pass
+            raise
+    finally:
+        os.close(fd)
 
 
 def _write_synced(path: Path, data: bytes) -> None:

@@ -36,6 +36,7 @@ class OutputFolder:
 
     def __init__(self, out: str | Path) -> None:
         self.out = Path(out).absolute()
+        restore_previous(self.out)
         check_output_folder(self.out)
         self.tmp = self.out.parent / f".{self.out.name}.partial-{os.getpid()}"
         self.committed = False
@@ -64,6 +65,19 @@ class OutputFolder:
     def __exit__(self, *exc) -> None:
         if not self.committed:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def restore_previous(out: Path) -> None:
+    """A run killed between the two renames of ``commit`` left the previous result as
+    ``.NAME.old-PID`` and no ``out``: put it back (the caller holds ``out``'s lock)."""
+    pattern = glob.escape(f".{out.name}.old-") + "*"
+    for old in sorted(out.parent.glob(pattern)) if out.parent.is_dir() else []:
+        if _alive(old.name.rsplit("-", 1)[-1]):
+            continue
+        if not out.exists() and (old / RESULT_MARKER).is_file():
+            old.rename(out)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _alive(pid: str) -> bool:

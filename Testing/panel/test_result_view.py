@@ -7,7 +7,7 @@ import SimpleITK as sitk
 from ShapSegExplainLib.colors import phi_colors, phi_opacity
 from ShapSegExplainLib.display import FILL, TOP_OUTLINED, UNCERTAIN_FILL, player_styles
 from ShapSegExplainLib.run.outputs import write_players_seg
-from ShapSegExplainLib.panel.result_view import (TABLE_COLUMNS, faithfulness_text, format_duration, legend_labels,
+from ShapSegExplainLib.panel.result_view import (TABLE_COLUMNS, player_display, faithfulness_text, format_duration, legend_labels,
                                            legend_stops, legend_stylesheet, segment_id, segment_styles,
                                            status_text, summary_text, table_rows, visible_players)
 from ShapSegExplainLib.panel.worker_events import RunState
@@ -134,3 +134,19 @@ def test_live_overlay_styles_are_keyed_by_the_preview_label():
     assert sorted(styles) == [1, 2, 3]
     assert [styles[p["id"] + 1] for p in players] == segment_styles(phi)
 
+
+
+def test_a_result_stopped_inside_its_first_design_reads_without_raising():
+    """``se`` and the ratio are null there: the table shows NaN, every such player counts as
+    uncertain (not filled, never numbered as resolved), the summary says where it stopped."""
+    rows = players()
+    for r in rows:
+        r["se"] = None
+    table = table_rows(rows)
+    assert all(np.isnan(r["+/-SE"]) for r in table) and table[0]["phi"] == max(PHI)
+    assert all(s.uncertain for s in player_display(rows))
+    expl = {"value": {"name": "soft_fp", "normalized": False, "unit": "mL"}, "target": {"name": "kidney_left"},
+            "full_value": 3.5, "base_value": 0.0, "players": rows,
+            "shapley": {"exact": False, "convergence_ratio": None, "n_evaluations": 2},
+            "stats": {"tile_forwards": 12, "seconds": 1.0}}
+    assert "stopped in its first design" in summary_text(expl)

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from ShapSegExplainLib.errors import ShapSegError
+from shared_data import TOTALSEG, needs_shared
 from ShapSegExplainLib.panel.run_request import RunRequest, job_for
 from ShapSegExplainLib.panel.segment_region import (ALL, island_choices, islands, pick, region_problem,
                                                     target_for_segment, terminology_words)
 
 ROOT = Path(__file__).resolve().parents[2]
-TOTALSEG_LABELS = ROOT.parent / "shared" / "data" / "totalseg-example" / "labels_total.json"
+TOTALSEG_LABELS = TOTALSEG / "labels_total.json"
 
 
 def two_islands():
@@ -86,9 +87,7 @@ def test_segment_names_find_the_demo_models_classes():
 
 
 def test_segment_names_and_terminology_find_totalsegmentators_classes():
-    if not TOTALSEG_LABELS.is_file():
-        pytest.skip("../shared/data/totalseg-example is not present")
-    classes = list(json.loads(TOTALSEG_LABELS.read_text()).values())
+    classes = list(json.loads(needs_shared(TOTALSEG_LABELS).read_text()).values())
     assert len(classes) > 100
     for c in classes:                     # TotalSegmentator's own names, and as Slicer displays them (spaces)
         assert target_for_segment(c, None, classes) == c

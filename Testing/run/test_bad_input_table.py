@@ -184,7 +184,8 @@ def assert_one_error_line(stderr: str, needle: str, late: bool = False) -> None:
 
 def nothing_written(out: Path) -> bool:
     parent = out.parent
-    leftovers = [p.name for p in parent.iterdir() if p.name.startswith(f".{out.name}.")] if parent.is_dir() else []
+    names = [p.name for p in parent.iterdir()] if parent.is_dir() else []
+    leftovers = [n for n in names if n.startswith(f".{out.name}.") and n != f".{out.name}.lock"]
     return not out.exists() and not leftovers
 
 

@@ -106,7 +106,7 @@ def test_command_line_job_and_settings_are_one_mapping():
 def test_outputs_exist_and_nothing_partial_is_left(explained):
     out = explained["out"]
     assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
-    assert [p.name for p in out.parent.iterdir()] == ["result"]       # no .partial or .old folder
+    assert sorted(p.name for p in out.parent.iterdir()) == [".result.lock", "result"]   # no .partial or .old
     expl = json.loads((out / "explanation.json").read_text())
     for key in ("players", "base_value", "full_value", "value", "target", "settings", "stats", "faithfulness"):
         assert key in expl
@@ -226,7 +226,7 @@ def test_failed_or_cancelled_runs_leave_no_result(ct_file, model_dirs, tmp_path)
     with pytest.raises(ShapSegError) as e:          # fails after the model is loaded and players are built
         run_explanation(make_job(ct_file, model_dirs["one_fold"], out, reference=str(tmp_path / "missing.nii.gz")))
     assert e.value.code == "bad_reference"
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".result.lock"]      # released, nothing written
     calls = []
 
     def cancel_during_writing() -> bool:
@@ -235,7 +235,7 @@ def test_failed_or_cancelled_runs_leave_no_result(ct_file, model_dirs, tmp_path)
     seen = []
     with pytest.raises(Cancelled):
         run_explanation(make_job(ct_file, model_dirs["one_fold"], out), seen.append, cancel_during_writing)
-    assert [x.name for x in tmp_path.iterdir()] == [".result.journal"]     # no result; --resume can go on
+    assert sorted(x.name for x in tmp_path.iterdir()) == [".result.journal", ".result.lock"]  # --resume can go on
 
 
 def test_output_folder_rules(ct_file, model_dirs, tmp_path, explained):
@@ -254,7 +254,7 @@ def test_output_folder_rules(ct_file, model_dirs, tmp_path, explained):
     assert expl["faithfulness"] is None
     kinds = [p["kind"] for p in expl["players"]]                 # the context is fixed, not a player
     assert "context" not in kinds and len(kinds) == len(explained["expl"]["players"]) - 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "previous"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".mine.lock", ".previous.lock", "mine", "previous"]
 
 
 def test_cli_explain_prints_drivers_and_writes_outputs(ct_file, model_dirs, tmp_path):

@@ -47,19 +47,64 @@ def test_the_journal_keeps_whole_records_and_cuts_off_one_a_kill_interrupted(tmp
     with open(values_file, "ab") as f:
         f.write(b"\x00\x05\x00")                          # a record cut by the kill
     records = read_records(values_file)
+    assert values_file.stat().st_size == whole + 3          # reading never changes the file
     assert [(p, c.shape) for p, c, *_ in records] == [(False, (3, 11)), (True, (8, 11)), (False, (5, 11))]
     assert all(np.array_equal(c, x) and np.array_equal(v, x.sum(axis=1) / 7)
                for (_, c, v, *_), x in zip(records, chunks))
     assert [len(e) for *_, e in records] == [0, 2, 0] and records[1][3] == 5
     (tile, key), arr = records[1][4][1]
     assert (tile, key) == (4, b"\x07\x01") and arr.dtype == np.float16 and np.array_equal(arr, np.full((2, 3), 1.5))
-    assert values_file.stat().st_size == whole
     again = Journal.start(job, resume=True)
+    assert values_file.stat().st_size == whole              # the resuming owner cuts the cut record off
     assert [len(again.pending[False]), len(again.pending[True])] == [2, 1] and len(again.memo) == 2
     never = lambda c: pytest.fail("a journaled chunk was evaluated again")     # noqa: E731
     assert np.array_equal(again.play(chunks[0], False, never), chunks[0].sum(axis=1) / 7)
     with pytest.raises(ShapSegError, match="other coalitions"):
         again.play(chunks[0], False, never)                                      # not the next one
+
+
+def test_a_reader_beside_the_writer_never_damages_the_journal(tmp_path):
+    """The cause of the flaky resume (issue 43): a poll that saw a record half written cut the
+    file, the writer's rest landed after the cut, and the resumed run replayed garbage."""
+    job = read_job(write_job(tmp_path, "model"))
+    journal = Journal.start(job, resume=False)
+    chunks = [np.eye(6, dtype=bool)[i:i + 2] for i in (0, 2, 4)]
+    journal.append(chunks[0], False, np.array([1.0, 2.0]))
+    path = journal.folder / "values.bin"
+    frame = path.read_bytes()
+    path.write_bytes(frame + frame[:len(frame) // 2])           # the writer is half-way through record 2
+    assert len(read_records(path)) == 1 and path.stat().st_size == len(frame) + len(frame) // 2
+    with open(path, "ab") as f:                                  # ... and finishes it
+        f.write(frame[len(frame) // 2:])
+    journal.append(chunks[2], False, np.array([5.0, 6.0]))
+    assert [c.tolist() for _, c, *_ in read_records(path)] == [chunks[0].tolist()] * 2 + [chunks[2].tolist()]
+
+
+def test_a_damaged_record_ends_the_replay_and_the_rest_is_evaluated_again(tmp_path):
+    job = read_job(write_job(tmp_path, "model"))
+    journal = Journal.start(job, resume=False)
+    coalitions = np.random.default_rng(2).random((9, 7)) < 0.5
+    value = lambda c: c.sum(axis=1) / 7                                          # noqa: E731
+    for part in (coalitions[:3], coalitions[3:6], coalitions[6:]):
+        journal.play(part, False, value)
+    path = journal.folder / "values.bin"
+    data = bytearray(path.read_bytes())
+    third = len(data) // 3
+    data[third + third // 2] ^= 0x10                             # one bit of the second record
+    path.write_bytes(bytes(data))
+    again = Journal.start(job, resume=True)
+    evaluated = []
+    got = again.play(coalitions, False, lambda c: evaluated.append(len(c)) or value(c))
+    assert np.array_equal(got, value(coalitions)) and evaluated == [6] and again.replayed == 3
+
+
+def test_a_damaged_journal_header_is_one_clear_line(tmp_path):
+    job = read_job(write_job(tmp_path, "model"))
+    Journal.start(job, resume=False)
+    (journal_folder(job.out) / "job.json").write_text('{"key": "ab')
+    with pytest.raises(ShapSegError, match="damaged") as e:
+        Journal.start(job, resume=True)
+    assert e.value.code == "bad_resume"
 
 
 def test_a_replay_may_cut_the_chunks_otherwise_than_the_records(tmp_path):
@@ -107,7 +152,7 @@ def test_kill_9_mid_sampling_then_resume_gives_bitwise_the_same_phi(tmp_path, mo
     assert resumed["shapley"]["n_evaluations"] == uninterrupted["shapley"]["n_evaluations"]
     # the memo comes back from the journal: no tile forward is spent twice
     assert spent + s["tile_forwards_sampling"] == whole["tile_forwards_sampling"]
-    assert sorted(x.name for x in tmp_path.iterdir()) == ["ct.nii.gz", "job.json", "out"]   # no journal, no partial
+    assert sorted(x.name for x in tmp_path.iterdir()) == [".out.lock", "ct.nii.gz", "job.json", "out"]  # no journal, no partial
 
 
 def test_a_time_limited_result_keeps_its_journal_and_resumes_to_the_full_run(tmp_path, model_dirs, uninterrupted):

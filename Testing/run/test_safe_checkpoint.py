@@ -14,9 +14,10 @@ import torch
 
 from helpers import call_cli, write_job
 from ShapSegExplainLib.nnunet.checkpoint import read_checkpoint
+from shared_data import ABDO7, needs_shared
 
 ROOT = Path(__file__).resolve().parents[2]
-ABDO7 = ROOT.parent / "shared" / "models" / "abdo7-small" / "fold_all" / "checkpoint_final.pth"
+ABDO7_CHECKPOINT = ABDO7 / "fold_all" / "checkpoint_final.pth"
 
 
 class Payload:
@@ -44,8 +45,10 @@ def crafted(model_dirs, tmp_path_factory):
 def test_shipped_and_real_checkpoints_load_safely():
     demo = read_checkpoint(ROOT / "ShapSegExplainLib" / "demo" / "model" / "fold_0" / "checkpoint_final.pth")
     assert demo["trainer_name"] and demo["network_weights"]
-    if ABDO7.is_file():
-        assert read_checkpoint(ABDO7)["init_args"]["configuration"] == "3d_fullres"
+
+
+def test_the_real_abdo7_checkpoint_loads_safely():
+    assert read_checkpoint(needs_shared(ABDO7_CHECKPOINT))["init_args"]["configuration"] == "3d_fullres"
 
 
 def test_the_command_line_refuses_it_and_trusting_it_runs_it(crafted, tmp_path):

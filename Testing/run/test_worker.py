@@ -151,4 +151,4 @@ def test_worker_stops_cleanly_on_sigterm(tmp_path, model_dirs):
     assert events[-1]["event"] == "cancelled"
     assert "result" not in [e["event"] for e in events]
     # no out, no partial folder; the journal stays, so the run can be resumed (run/test_resume.py)
-    assert sorted(x.name for x in tmp_path.iterdir()) == [".out.journal", "ct.nii.gz", "job.json"]
+    assert sorted(x.name for x in tmp_path.iterdir()) == [".out.journal", ".out.lock", "ct.nii.gz", "job.json"]

@@ -90,7 +90,8 @@ def assert_complete(out: Path, rows: list[dict]) -> None:
         expl = json.loads((folder / "explanation.json").read_text())
         assert all((folder / f).is_file() for f in expl["files"].values()), r["setting"]
         assert abs(sum(phis(folder)) - (expl["full_value"] - expl["base_value"])) < 1e-6
-        assert not [p.name for p in folder.parent.iterdir() if p.name.startswith(".")], folder.parent
+        assert not [p.name for p in folder.parent.iterdir() if p.name.startswith(".") and
+                    not p.name.endswith(".lock")], folder.parent
     assert not [p.name for p in out.iterdir() if p.name.startswith(".") and p.name != ".state"]
 
 
