@@ -145,12 +145,12 @@ class TileRunner:
             start += len(chunk)
 
     def _halve(self, bs: int) -> None:
-        """Half the batch for this runner and every later one of the model. Down to two tiles
-        the outputs stay bitwise the same (a tile's output does not depend on its batch); at
-        one they are nnU-Net's own batch-of-one outputs."""
-        if bs == 1:
-            raise ShapSegError("the GPU ran out of memory with one tile per network call; free GPU memory or "
-                               "use --device cpu", "out_of_memory")
+        """Half the batch for this runner and every later one of the model, down to two tiles:
+        the outputs stay bitwise the same (a tile's output does not depend on its batch). Not
+        to one: those are nnU-Net's batch-of-one outputs, so the game would change mid-run."""
+        if bs <= 2:
+            raise ShapSegError(f"the GPU ran out of memory with {bs} tile{'s' * (bs > 1)} per network call; "
+                               "free GPU memory, or use --batch-size 1 or --device cpu", "out_of_memory")
         torch.cuda.empty_cache()
         self.batch_size = self.model.oom_cap = bs // 2
         self.model.batch_halvings.append(self.batch_size)

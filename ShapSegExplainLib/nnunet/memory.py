@@ -58,9 +58,14 @@ class BatchChoice:
                 "free_mib": round(self.free_bytes / 2 ** 20, 1), "how": self.how}
 
 
+FLOOR = 2      # a batch of one runs other kernels (nnU-Net's own batch-of-one outputs): another game
+
+
 def fit(tile_bytes: int, free_bytes: int, share: float, cap: int) -> int:
-    """The largest power of two ≤ ``cap`` whose tiles fit in ``share`` of ``free_bytes`` (at least 1)."""
-    n = 1
+    """The largest power of two ≤ ``cap`` whose tiles fit in ``share`` of ``free_bytes``, and
+    never below ``FLOOR``: free memory must not decide a run's numbers (a resumed run, or a
+    run on a busier machine, would play another game; ``--batch-size 1`` is the user's)."""
+    n = FLOOR
     while n * 2 <= cap and n * 2 * tile_bytes <= share * free_bytes:
         n *= 2
     return n

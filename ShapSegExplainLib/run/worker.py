@@ -28,16 +28,25 @@ EXIT_SIGNAL = {signal.SIGTERM: 143, signal.SIGINT: 130}
 
 
 class EventWriter:
-    """JSON lines on a private copy of stdout; fd 1 itself is pointed at stderr."""
+    """JSON lines on a private copy of stdout; fd 1 itself is pointed at stderr. When the
+    reader has gone (its pipe closed: the GUI was closed or killed) the run stops as on a
+    stop request, instead of failing with a broken pipe half-way through."""
 
     def __init__(self) -> None:
         sys.stdout.flush()
         self.stream = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
         os.dup2(2, 1)
+        self.gone = False
 
     def __call__(self, event: dict) -> None:
-        self.stream.write(json.dumps(event, default=_plain) + "\n")
-        self.stream.flush()
+        if self.gone:
+            return
+        try:
+            self.stream.write(json.dumps(event, default=_plain) + "\n")
+            self.stream.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.gone = True
+            raise Cancelled() from None
 
 
 def _plain(o):
@@ -85,7 +94,10 @@ def run_worker(job_path: str) -> int:
         emit({"event": "cancelled", "message": "stopped on request; no result was written"})
         # The partial output is already removed; skip the interpreter's teardown of torch &
         # co. (about 2 s), so the process is gone within a second of the request.
-        sys.stderr.flush()
+        try:
+            sys.stderr.flush()
+        except OSError:             # the GUI that read it has gone
+            pass
         os._exit(EXIT_SIGNAL.get(received[0] if received else signal.SIGTERM, 143))
     except ShapSegError as e:
         emit({"event": "error", "message": e.message, "code": e.code})

@@ -8,7 +8,7 @@ from ShapSegExplainLib.nnunet.model import load_model
 def test_fit_takes_the_largest_power_of_two_that_fits_under_the_cap():
     assert memory.fit(100, 10_000, 0.5, 16) == 32 // 2          # 50 tiles fit: capped at 16
     assert memory.fit(100, 1_000, 0.5, 16) == 4                 # 5 fit: the power of two below
-    assert memory.fit(100, 150, 0.5, 16) == 1                   # none fits: still one
+    assert memory.fit(100, 150, 0.5, 16) == 2                   # none fits: still two (one is another game)
     assert memory.fit(100, 10_000, 0.5, 4) == 4
 
 
@@ -23,8 +23,8 @@ def test_the_estimate_grows_with_the_patch_and_the_features():
     assert small == 4 * (2 * sum(sizes) + 3 * max(sizes) + 3 * 16 * 32 * 32)
 
 
-@pytest.mark.parametrize("free, expected", [(1 << 40, 2), (0, 1)])
-def test_a_cpu_run_takes_two_tiles_unless_memory_is_short(model_dirs, monkeypatch, free, expected):
+@pytest.mark.parametrize("free, expected", [(1 << 40, 2), (0, 2)])
+def test_a_cpu_run_takes_two_tiles_whatever_the_free_memory(model_dirs, monkeypatch, free, expected):
     monkeypatch.setattr(memory, "available_cpu_bytes", lambda: free)
     model = load_model(model_dirs["one_fold"], mirroring=False, device="cpu")
     assert model.settings.batch_size == 0 and model.batch_size == expected
@@ -35,7 +35,8 @@ def test_a_cpu_run_takes_two_tiles_unless_memory_is_short(model_dirs, monkeypatc
 def test_a_cuda_out_of_memory_halves_the_batch_and_gives_the_same_outputs(model_dirs, monkeypatch):
     """Simulated on the CPU: the network call raises PyTorch's own CUDA OOM error above two
     tiles. The runner goes on at 4, then 2 tiles, later runners start at 2, and every tile's
-    output is bitwise what an undisturbed batch of two gives; at one tile it stops in one line."""
+    output is bitwise what an undisturbed batch of two gives; at two it stops in one line
+    (one tile is nnU-Net's batch-of-one kernel: another game mid-run)."""
     import torch
 
     from ShapSegExplainLib.errors import ShapSegError
@@ -64,5 +65,5 @@ def test_a_cuda_out_of_memory_halves_the_batch_and_gives_the_same_outputs(model_
     monkeypatch.setattr(model, "forward_weighted", lambda batch: (_ for _ in ()).throw(
         torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")))
     with pytest.raises(ShapSegError) as e:
-        run(TileRunner(model, 1))
-    assert e.value.code == "out_of_memory" and "one tile" in str(e.value)
+        run(TileRunner(model, 2))
+    assert e.value.code == "out_of_memory" and "2 tiles" in str(e.value) and "--batch-size 1" in str(e.value)

@@ -182,10 +182,11 @@ def assert_one_error_line(stderr: str, needle: str, late: bool = False) -> None:
     assert lines[-1].startswith("shapseg: error: ") and needle in lines[-1], stderr
 
 
-def nothing_written(out: Path) -> bool:
+def nothing_written(out: Path, keep: tuple[str, ...] = ()) -> bool:
+    """No result and nothing beside it but the (released) lock file and ``keep``."""
     parent = out.parent
     names = [p.name for p in parent.iterdir()] if parent.is_dir() else []
-    leftovers = [n for n in names if n.startswith(f".{out.name}.") and n != f".{out.name}.lock"]
+    leftovers = [n for n in names if n.startswith(f".{out.name}.") and n not in (f".{out.name}.lock", *keep)]
     return not out.exists() and not leftovers
 
 
@@ -218,6 +219,9 @@ def test_shapseg_explain_row(kind, inputs, tmp_path, monkeypatch):
     elif kind == "out_read_only":
         target = Path(argv[argv.index("--out") + 1])
         assert not target.exists()
+    elif kind == "disk_full":         # the values are kept: free space, then --resume (no tile forward again)
+        assert not out.exists() and "--resume" in r.stderr
+        assert nothing_written(out, keep=(".result.journal",)), list(out.parent.iterdir())
     else:
         assert nothing_written(out), list(out.parent.iterdir())
 

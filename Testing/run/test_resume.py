@@ -98,6 +98,25 @@ def test_a_damaged_record_ends_the_replay_and_the_rest_is_evaluated_again(tmp_pa
     assert np.array_equal(got, value(coalitions)) and evaluated == [6] and again.replayed == 3
 
 
+def test_a_full_disk_while_journaling_is_one_clear_line_and_leaves_no_half_record(tmp_path, monkeypatch):
+    import errno
+    job = read_job(write_job(tmp_path, "model"))
+    journal = Journal.start(job, resume=False)
+    journal.append(np.eye(4, dtype=bool)[:2], False, np.array([1.0, 2.0]))
+    path = journal.folder / "values.bin"
+    size = path.stat().st_size
+    real_write = os.write
+
+    def write_then_full(fd, data):            # the kernel takes part of the record, then ENOSPC
+        real_write(fd, bytes(data[:5]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(os, "write", write_then_full)
+    with pytest.raises(ShapSegError, match="No space left on device.*--resume") as e:
+        journal.append(np.eye(4, dtype=bool)[2:], False, np.array([3.0, 4.0]))
+    monkeypatch.undo()
+    assert e.value.code == "bad_output" and path.stat().st_size == size and len(read_records(path)) == 1
+
+
 def test_a_damaged_journal_header_is_one_clear_line(tmp_path):
     job = read_job(write_job(tmp_path, "model"))
     Journal.start(job, resume=False)
@@ -127,7 +146,9 @@ def test_a_replay_may_cut_the_chunks_otherwise_than_the_records(tmp_path):
     assert [len(r[1]) for r in read_records(journal.folder / "values.bin")] == [3, 5, 3]
 
 
-def test_kill_9_mid_sampling_then_resume_gives_bitwise_the_same_phi(tmp_path, model_dirs, uninterrupted):
+# SHAPSEG_RESUME_REPEATS=30: the kill-and-resume 30 times in a row (issue 43's check; one by default)
+@pytest.mark.parametrize("attempt", range(int(os.environ.get("SHAPSEG_RESUME_REPEATS", "1"))))
+def test_kill_9_mid_sampling_then_resume_gives_bitwise_the_same_phi(tmp_path, model_dirs, uninterrupted, attempt):
     path = write_job(tmp_path, model_dirs["one_fold"], **LONG)
     values = journal_folder(tmp_path / "out") / "values.bin"
     p = subprocess.Popen([sys.executable, "-m", "ShapSegExplainLib.cli", "worker", str(path)],
