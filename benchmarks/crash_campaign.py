@@ -56,17 +56,17 @@ _DEMO_CASES: dict = {}
 def make_job(config: str, work: Path, out: Path):
     """A real, short explanation per config: every phase present, a few seconds each."""
     from ShapSegExplainLib.run.job import ExplainJob
-    common = dict(mirroring=False, device="cpu", faithfulness_steps=3)
+    common = dict(mirroring=False, device="cpu", faithfulness_steps=2)
     if config == "demo":                 # the demo model on its phantom: hybrid players, coarse to fine, proxy
         from ShapSegExplainLib.demo.demo_case import demo_job, write_demo_case
         if work not in _DEMO_CASES:
             _DEMO_CASES[work] = write_demo_case(work / "demo_inputs")
         return demo_job(_DEMO_CASES[work], out, refinements=1, **common)
-    if config == "abdo7":                # the trained abdo7-small on the real CT: organ players, flat GP
+    if config == "abdo7":                # the trained abdo7-small on the real CT: organ players, flat, proxy
         ct = SHARED / "data" / "totalseg-example" / "ct.nii.gz"
         return ExplainJob(ct=str(ct), model=str(SHARED / "models" / "abdo7-small"), target="kidney_left",
-                          out=str(out), roi_box=[30, 27, 8, 35, 32, 13], players="fcc", spacing_mm=12.0,
-                          levels=1, budget=48, coalition_batch=8, **common).check()
+                          out=str(out), roi_box=[30, 27, 8, 35, 32, 13], players="organ", levels=1,
+                          budget=48, coalition_batch=8, **common).check()
     if config == "synthetic":            # the suite's short form: a random-weight model on a synthetic CT
         sys.path.insert(0, str(ROOT / "Testing"))
         from fixtures.model_folder import ModelSpec, write_model_folder
@@ -83,13 +83,16 @@ def make_job(config: str, work: Path, out: Path):
     raise SystemExit(f"unknown config {config}")
 
 
+THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}   # two trials at a time
+
+
 class Live:
     """A worker process and its events, read as they come (time since start, event)."""
 
-    def __init__(self, command: list[str], env: dict | None = None) -> None:
+    def __init__(self, command: list[str]) -> None:
         self.t0 = time.perf_counter()
         self.p = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  env=env, cwd=ROOT)
+                                  env={**os.environ, **THREADS}, cwd=ROOT)
         self.events: list[tuple[float, dict]] = []
         self.stderr = ""
         self._threads = [threading.Thread(target=self._read_out, daemon=True),
@@ -168,8 +171,8 @@ class Trial:
 
 
 class Campaign:
-    def __init__(self, work: Path, configs: list[str], mount: Path | None) -> None:
-        self.work, self.configs, self.mount = work, configs, mount
+    def __init__(self, work: Path, configs: list[str], can_mount: bool) -> None:
+        self.work, self.configs, self.can_mount = work, configs, can_mount
         self.refs: dict[str, dict] = {}
 
     # -- the uninterrupted run of each config: φ, phase windows, disk use
@@ -204,16 +207,18 @@ class Campaign:
         ref = self.reference(config)
         tr = Trial(config, kind, seed)
         t0 = time.perf_counter()
-        base = self.mount if kind == "disk_full" else self.work / config
         folder = Path(tempfile.mkdtemp(prefix=f"{kind}-{seed}-", dir=self.work / config))
-        out = (base / f"out-{seed}") if kind == "disk_full" else folder / "out"
+        mount = mount_tmpfs(folder / "tmpfs", TMPFS_MB + 2 * ref["bytes"] // 2 ** 20) if kind == "disk_full" else None
+        out = (mount or folder) / "out"
         job = make_job(config, self.work / config, out)
         path = job.write(folder / "job.json")
         filler = None
         try:
             if kind == "disk_full":
-                filler = _fill(self.mount, rng.randint(0, int(ref["bytes"] * 1.1)))
-                tr.detail = f"{_free(self.mount)} bytes free"
+                if mount is None:
+                    raise RuntimeError("cannot mount a tmpfs")
+                filler = _fill(mount, rng.randint(0, int(ref["bytes"] * 1.1)))
+                tr.detail = f"{_free(mount)} bytes free"
             getattr(self, f"_{kind}")(tr, rng, ref, path, out)
             if filler is not None:
                 filler.unlink()                                    # the user frees space
@@ -225,9 +230,8 @@ class Campaign:
         finally:
             if filler is not None and filler.exists():
                 filler.unlink()
-            shutil.rmtree(out, ignore_errors=True)
-            for p in out.parent.glob(f".{out.name}.*"):
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink()
+            if mount is not None:
+                subprocess.run(["umount", str(mount)], capture_output=True)
             shutil.rmtree(folder, ignore_errors=True)
         tr.ok = not tr.problems
         tr.seconds = round(time.perf_counter() - t0, 2)
@@ -473,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--configs", nargs="+", default=["demo", "abdo7"])
     ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--parallel", type=int, default=2, help="trials side by side (each run on one thread)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "crash_campaign")
     ap.add_argument("--panel-parent", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -481,36 +486,40 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="crash_campaign_"))
-    campaign = Campaign(work, args.configs, None)
+    probe = mount_tmpfs(work / "probe", 1)
+    if probe is not None:
+        subprocess.run(["umount", str(probe)], capture_output=True)
+    kinds = [k for k in args.kinds if k != "disk_full" or probe is not None]
+    if len(kinds) < len(args.kinds):
+        print("disk_full left out: cannot mount a tmpfs here (not root?)", file=sys.stderr)
+    campaign = Campaign(work, args.configs, probe is not None)
     rng = random.Random(args.seed)
+    plan = [(args.configs[i % len(args.configs)], kinds[(i // len(args.configs)) % len(kinds)],
+             rng.randrange(1 << 30)) for i in range(args.trials)]
     trials: list[Trial] = []
+    lock = threading.Lock()
     log = open(args.out / "trials.jsonl", "w")
-    mount = None
+
+    def one(item) -> None:
+        tr = campaign.trial(*item)
+        with lock:
+            trials.append(tr)
+            log.write(json.dumps(asdict(tr)) + "\n")
+            log.flush()
+            print(f"[{len(trials)}/{args.trials}] {tr.config} {tr.kind} at {tr.phase or '-'}: {tr.first_outcome} "
+                  f"-> {tr.recovery} {'ok' if tr.ok else 'FAILED ' + '; '.join(tr.problems)} ({tr.seconds} s)",
+                  flush=True)
     try:
         for config in args.configs:
             (work / config).mkdir(parents=True, exist_ok=True)
             ref = campaign.reference(config)
             print(f"{config}: reference {ref['seconds']:.1f} s, {ref['evaluations']} coalitions, "
                   f"{ref['bytes'] / 1e6:.1f} MB on disk at peak, phases {sorted(ref['windows'])}", flush=True)
-        if "disk_full" in args.kinds:
-            peak = max(r["bytes"] for r in campaign.refs.values())
-            mount = campaign.mount = mount_tmpfs(work / "tmpfs", max(TMPFS_MB, 3 * peak // 2**20 + 8))
-        kinds = [k for k in args.kinds if k != "disk_full" or mount is not None]
-        if "disk_full" in args.kinds and mount is None:
-            print("disk_full left out: cannot mount a tmpfs here (not root?)", file=sys.stderr)
-        for i in range(args.trials):
-            config, kind = args.configs[i % len(args.configs)], kinds[(i // len(args.configs)) % len(kinds)]
-            tr = campaign.trial(config, kind, rng.randrange(1 << 30))
-            trials.append(tr)
-            log.write(json.dumps(asdict(tr)) + "\n")
-            log.flush()
-            print(f"[{i + 1}/{args.trials}] {config} {kind} at {tr.phase or '-'}: {tr.first_outcome} -> "
-                  f"{tr.recovery} {'ok' if tr.ok else 'FAILED ' + '; '.join(tr.problems)} ({tr.seconds} s)",
-                  flush=True)
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(args.parallel) as pool:      # trials drive subprocesses: threads suffice
+            list(pool.map(one, plan))
     finally:
         log.close()
-        if mount is not None:
-            subprocess.run(["umount", str(mount)], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
     text = table(trials)
     (args.out / "table.md").write_text(text + "\n")
