@@ -171,8 +171,8 @@ class Trial:
 
 
 class Campaign:
-    def __init__(self, work: Path, configs: list[str], can_mount: bool) -> None:
-        self.work, self.configs, self.can_mount = work, configs, can_mount
+    def __init__(self, work: Path, configs: list[str]) -> None:
+        self.work, self.configs = work, configs
         self.refs: dict[str, dict] = {}
 
     # -- the uninterrupted run of each config: φ, phase windows, disk use
@@ -447,6 +447,18 @@ def panel_parent(job_path: str) -> None:
 
 
 # ----- the table ---------------------------------------------------------------------------------------
+def can_mount() -> bool:
+    """Whether this process may mount a tmpfs (root, and a kernel that lets it)."""
+    probe = Path(tempfile.mkdtemp(prefix="crash_campaign_probe_"))
+    try:
+        mounted = mount_tmpfs(probe, 1)
+        if mounted is not None:
+            subprocess.run(["umount", str(mounted)], capture_output=True)
+        return mounted is not None
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+
+
 def mount_tmpfs(path: Path, mb: int) -> Path | None:
     """A small file system of its own, so that filling it fills nothing else."""
     path.mkdir(parents=True, exist_ok=True)
@@ -486,13 +498,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="crash_campaign_"))
-    probe = mount_tmpfs(work / "probe", 1)
-    if probe is not None:
-        subprocess.run(["umount", str(probe)], capture_output=True)
-    kinds = [k for k in args.kinds if k != "disk_full" or probe is not None]
+    mountable = can_mount()
+    kinds = [k for k in args.kinds if k != "disk_full" or mountable]
     if len(kinds) < len(args.kinds):
         print("disk_full left out: cannot mount a tmpfs here (not root?)", file=sys.stderr)
-    campaign = Campaign(work, args.configs, probe is not None)
+    campaign = Campaign(work, args.configs)
     rng = random.Random(args.seed)
     plan = [(args.configs[i % len(args.configs)], kinds[(i // len(args.configs)) % len(kinds)],
              rng.randrange(1 << 30)) for i in range(args.trials)]

@@ -12,7 +12,7 @@ not restored, which can cost a few forwards). The
 journal lives beside ``--out`` (``.NAME.journal``) and is removed once a final result is
 committed; a run without ``--resume`` starts a new one.
 
-Each record ends with a CRC-32 of its bytes. Reading never changes the file: a record that
+Each record is framed by its length and a CRC-32. Reading never changes the file: a record that
 is cut (a kill mid-write) or damaged (a flipped bit) ends what is replayed, and only the run
 that resumes, holding the ``--out`` lock (``run.lock``), cuts the file back to its last whole
 record. (A reader that cut the file itself raced the writer: a poll that saw a record half

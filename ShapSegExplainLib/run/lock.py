@@ -36,8 +36,9 @@ def holding(out: str | Path) -> Iterator[None]:
     except Timeout:
         raise ShapSegError(f"another run is writing {Path(out).absolute()} ({_holder(path)}); wait for it to "
                            "finish, stop it, or choose another --out", "busy") from None
-    except OSError as e:
-        raise ShapSegError(f"--out {out}: cannot lock {path} ({e.strerror or e})", "bad_output") from None
+    except OSError as e:        # the same words as outputs.check_output_folder's
+        raise ShapSegError(f"--out {Path(out).absolute()}: cannot write to {path.parent} ({e.strerror or e})",
+                           "bad_output") from None
     try:
         _note_holder(path, f"{os.getpid()} {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         yield
