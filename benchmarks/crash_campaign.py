@@ -117,13 +117,16 @@ class Live:
         return code
 
     def phase(self) -> str:
-        """Where the run is, from its last events (``KILL_PHASES``)."""
-        phases = [e["phase"] for _, e in self.events if e.get("event") == "progress"]
-        last = phases[-1] if phases else "load"
-        if last == "shapley":
-            partials = sum(1 for _, e in self.events if e.get("event") == "partial")
-            return "first_game" if partials == 0 else "later_games"
-        return last if last in ("faithfulness", "write") else "setup"
+        return phase_of([e for _, e in self.events])
+
+
+def phase_of(events: list[dict]) -> str:
+    """Where a run is, from its events so far (``KILL_PHASES``)."""
+    phases = [e["phase"] for e in events if e.get("event") == "progress"]
+    last = phases[-1] if phases else "load"
+    if last == "shapley":
+        return "first_game" if not any(e.get("event") == "partial" for e in events) else "later_games"
+    return last if last in ("faithfulness", "write") else "setup"
 
 
 def worker_command(job_path: Path) -> list[str]:
@@ -189,9 +192,9 @@ class Campaign:
         if code != 0 or not complete(folder / "out"):
             raise SystemExit(f"the reference run of {config} failed ({code}): {live.stderr[-2000:]}")
         windows: dict[str, list[float]] = {}
-        for t, e in live.events:
+        for i, (t, e) in enumerate(live.events):
             if e.get("event") in ("progress", "partial"):
-                key = Live.phase(_Until(live.events, t))
+                key = phase_of([x for _, x in live.events[:i + 1]])
                 windows.setdefault(key, [t, t])[1] = t
         end = live.events[-1][0]
         order = [k for k in KILL_PHASES if k in windows]
@@ -340,13 +343,6 @@ class Campaign:
             tr.problems.append("φ differs from the uninterrupted run")
         if leftovers(out):
             tr.problems.append(f"left over: {leftovers(out)}")
-
-
-class _Until:
-    """A Live's events up to time ``t`` (to read the phase of the reference at each event)."""
-
-    def __init__(self, events, t) -> None:
-        self.events = [(s, e) for s, e in events if s <= t]
 
 
 def _watch_bytes(live: Live, folder: Path) -> int:

@@ -70,12 +70,9 @@ def _run_locked(job: ExplainJob, run: Run, ct_image, extra_files, model) -> dict
     with folder as tmp:
         try:
             files = write_outputs(tmp, expl, run, extra_files or [])
-        except (OSError, RuntimeError) as e:    # disk full, quota, a folder gone (SimpleITK: RuntimeError)
-            if not isinstance(e, OSError) and "SimpleITK" not in str(e) and "ITK" not in str(e):
-                raise
+        except OSError as e:        # disk full, quota, a folder gone (report.inputs.write_image: SimpleITK's too)
             kept = "; free space and run the same command with --resume" if journal_folder(job.out).is_dir() else ""
-            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[-1][:200]
-            raise ShapSegError(f"cannot write the result to {folder.out}: {why}{kept}", "bad_output") from e
+            raise ShapSegError(f"cannot write the result to {folder.out}: {e.strerror or e}{kept}", "bad_output") from e
         run.check()
         out = folder.commit()
     if expl.result.stop_reason not in CUT_SHORT:       # the result is final: nothing to resume
