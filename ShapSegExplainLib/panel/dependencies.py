@@ -24,6 +24,7 @@ REQUIREMENTS: tuple[tuple[str, str], ...] = (
     ("matplotlib", "matplotlib>=3.8"),
     ("tqdm", "tqdm>=4.60"),
     ("psutil", "psutil>=5.9"),
+    ("filelock", "filelock>=3.12"),
 )
 TORCH_PACKAGES = ("torch", "torchvision")
 
