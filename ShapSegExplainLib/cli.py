@@ -276,7 +276,7 @@ def job_from_args(args):
 
 def run_and_print(job, as_json: bool, **kwargs) -> dict:
     """Run a job with a progress display on stderr; print the top drivers and the outputs."""
-    from .run.explain import run_explanation, top_drivers
+    from .run.explain import run_explanation
     from .run.progress import progress_for
 
     progress = progress_for()
@@ -287,7 +287,15 @@ def run_and_print(job, as_json: bool, **kwargs) -> dict:
     if as_json:
         print(json.dumps({k: expl[k] for k in ("target", "value", "base_value", "full_value", "additivity_error",
                                                "shapley", "faithfulness", "stats", "out", "files")}, indent=2))
-        return expl
+    else:
+        print_result(expl)
+    return expl
+
+
+def print_result(expl: dict) -> None:
+    """What was explained, the top drivers and what of them may be named, the cost, the outputs."""
+    from .display import resolution_lines
+    from .run.explain import top_drivers
     unit = expl["value"]["unit"]
     u = f" {unit}" if unit else ""
     print(f"{expl['value']['name']} of {expl['target']['name']} in the ROI: all players present "
@@ -296,13 +304,15 @@ def run_and_print(job, as_json: bool, **kwargs) -> dict:
     print(f"top drivers ({len(expl['players'])} players, {expl['shapley']['n_evaluations']} coalitions, "
           f"{'exact' if expl['shapley']['exact'] else expl['shapley']['estimator']}):")
     for r in top_drivers(expl):
-        print(f"  {r['phi']:+10.4g} ± {1.96 * r['se']:<9.2g}{r['name']:<32} {r['ml']:8.2f} mL")
+        se = "?" if r["se"] is None else f"{1.96 * r['se']:.2g}"
+        print(f"  {r['phi']:+10.4g} ± {se:<9}{r['name']:<32} {r['ml']:8.2f} mL")
+    for line in resolution_lines(expl["players"]):
+        print(line)
     s = expl["stats"]
     print(f"cost: {s['tile_forwards']} tile forwards for {s['coalitions']} coalitions (without the cache "
           f"{s['tile_forwards_roi']}; {s['cache_hits']} cache hits), {s['seconds']:.1f} s")
     print(f"outputs: {expl['out']}  (report.png, players.seg.nrrd, attribution.nrrd, roi.seg.nrrd, "
           "attributions.csv, explanation.json)")
-    return expl
 
 
 def cmd_explain(args) -> int:

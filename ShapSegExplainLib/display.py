@@ -10,7 +10,10 @@ contains 0. Drawing all of them (fill and outline) hides the CT and the few that
 * a player whose 95 % interval contains 0 is *uncertain*: not filled, not outlined (the
   Slicer panel hides it behind a toggle), except the numbered top players;
 * only the top players are outlined, thin and light (the report caps the outline pixels
-  of a view at ``MAX_OUTLINE_SHARE`` by dropping the lowest-ranked outlines first).
+  of a view at ``MAX_OUTLINE_SHARE`` by dropping the lowest-ranked outlines first);
+* only *resolved* drivers are numbered (``resolved_count``): a reader takes a number for
+  "a reason for this finding", so a player whose interval overlaps the next one's is never
+  numbered, and a result with none resolved says so in words (``NOT_RESOLVED``).
 """
 from __future__ import annotations
 
@@ -29,6 +32,9 @@ MAX_OUTLINE_SHARE = 0.06   # at most this share of a report view's voxels is out
 OUTLINE_OPACITY = 1.0   # Slicer's 2D outline of an outlined player (its own colour, Slicer's thin line)
 
 
+NOT_RESOLVED = "not resolved: the top players cannot be told apart yet (intervals overlap)"
+
+
 @dataclass(frozen=True)
 class PlayerStyle:
     rgb: tuple[float, float, float]
@@ -44,6 +50,65 @@ def uncertain(phi, se) -> np.ndarray:
     SE is unknown (NaN, null in a result stopped inside its first design)."""
     phi, se = np.asarray(phi, float), np.asarray(se, float)
     return ~(np.abs(phi) > Z95 * se)
+
+
+def resolved_count(phi, se, drawn=None, most: int = TOP_MARKED) -> int:
+    """How many leading drawn players (by |φ|) are resolved drivers: the largest k ≤ ``most``
+    such that each of the top k has a 95 % interval clear of 0 and the k-th's interval lies
+    clear of the (k+1)-th's (|φ_k| − 1.96·SE_k > |φ_k+1| + 1.96·SE_k+1). The top k need not
+    be ordered among themselves (equal drivers stay a resolved set); 0: none can be named."""
+    phi, se = np.abs(np.asarray(phi, float)), np.asarray(se, float)
+    drawn = np.ones(phi.shape, bool) if drawn is None else np.asarray(drawn, bool)
+    order = [int(i) for i in np.argsort(-phi, kind="stable") if drawn[i]]
+    lower = phi - Z95 * np.where(np.isnan(se), np.inf, se)
+    upper = phi + Z95 * np.where(np.isnan(se), np.inf, se)
+    best = 0
+    for k in range(1, min(most, len(order)) + 1):
+        if not lower[order[k - 1]] > 0:
+            break
+        nxt = upper[order[k]] if k < len(order) else 0.0
+        if lower[order[k - 1]] > nxt:
+            best = k
+    return best
+
+
+def resolution_text(phi, se, names, kinds=None) -> str:
+    """One line on what can be named: the resolved drivers, or ``NOT_RESOLVED``."""
+    drawn = None if kinds is None else [k != "context" for k in kinds]
+    k = resolved_count(phi, se, drawn)
+    if not k:
+        return NOT_RESOLVED
+    order = [int(i) for i in np.argsort(-np.abs(np.asarray(phi, float)), kind="stable")
+             if drawn is None or drawn[i]][:k]
+    return (f"resolved: the top {k} ({', '.join(str(names[i]) for i in order)}) stand clear of the rest"
+            if k > 1 else f"resolved: {names[order[0]]} stands clear of the rest")
+
+
+def coarse_players(rows: list[dict]) -> dict | None:
+    """The first level's players of a coarse-to-fine result: per final player its coarse
+    player's index, and per coarse player φ (the exact sum of its pieces), an SE (root sum of
+    squares) and its kind. None if the rows do not say their coarse player."""
+    if not rows or any("coarse" not in r for r in rows):
+        return None
+    names = list(dict.fromkeys(r["coarse"] for r in rows))
+    index = np.array([names.index(r["coarse"]) for r in rows])
+    phi = np.array([sum(r["phi"] for r in rows if r["coarse"] == n) for n in names])
+    se = np.array([np.sqrt(sum(np.nan if r["se"] is None else r["se"] ** 2 for r in rows if r["coarse"] == n))
+                   for n in names])
+    kinds = ["context" if all(r["kind"] == "context" for r in rows if r["coarse"] == n) else "organ" for n in names]
+    return {"names": names, "index": index, "phi": phi, "se": se, "kinds": kinds}
+
+
+def resolution_lines(rows: list[dict]) -> list[str]:
+    """What may be named as drivers: the final players', and where they are not resolved,
+    the first (organ-level) answer's."""
+    se = [float("nan") if r["se"] is None else r["se"] for r in rows]
+    line = resolution_text([r["phi"] for r in rows], se, [r["name"] for r in rows], [r["kind"] for r in rows])
+    coarse = coarse_players(rows) if line == NOT_RESOLVED else None
+    if coarse is None:
+        return [line]
+    return [line, "first answer (organ level): " + resolution_text(coarse["phi"], coarse["se"], coarse["names"],
+                                                                     coarse["kinds"])]
 
 
 def color_scale(phi, drawn=None) -> float:
@@ -65,9 +130,10 @@ def player_styles(phi, se=None, kinds=None, show_uncertain: bool = False) -> lis
     order = [int(i) for i in np.argsort(-np.abs(phi), kind="stable") if drawn[i]]
     rank = np.zeros(phi.size, int)
     rank[order] = np.arange(1, len(order) + 1)
+    named = resolved_count(phi, se, drawn)
     styles = []
     for i in range(phi.size):
-        marked = bool(drawn[i] and 0 < rank[i] <= TOP_MARKED)
+        marked = bool(drawn[i] and 0 < rank[i] <= named)
         if not drawn[i]:
             f = 0.0
         elif unsure[i] and not marked:

@@ -307,6 +307,14 @@ class CoalitionEvaluator:
     def players_per_tile(self) -> list[int]:
         return [int(p.size) for p in self.tile_players]
 
+    def enumeration_forwards(self, membership: np.ndarray) -> int:
+        """Tile forwards that every coalition of the groups ``membership`` (groups × players)
+        costs through the memo, before any is played: per unfrozen ROI tile, one run per
+        non-empty set of the groups it holds (``memo`` strategy)."""
+        groups = np.asarray(membership, bool)
+        return int(sum(2 ** int(groups[:, ids].any(axis=1).sum()) - 1
+                       for pos, ids in enumerate(self.tile_players) if pos not in self.pruned))
+
     # ----- evaluation --------------------------------------------------------------------
     def perturbed_input(self, pos: int, absent_ids: np.ndarray) -> torch.Tensor:
         """The input of ROI tile ``pos`` with the players ``absent_ids`` set to the baseline."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..colors import phi_colors
-from ..display import OUTLINE_OPACITY, PlayerStyle, color_scale, player_styles  # noqa: F401 (the module's)
+from ..display import OUTLINE_OPACITY, PlayerStyle, color_scale, player_styles, resolution_lines  # noqa: F401
 
 TABLE_COLUMNS = ("Player", "Organ", "phi", "+/-SE", "mL", "Rank")
 SEGMENT_ID = "player_{}"          # the segment IDs of players.seg.nrrd (outputs.write_players_seg)
@@ -140,7 +140,8 @@ def faithfulness_text(faith: dict | None) -> str:
 
 
 def summary_text(expl: dict) -> str:
-    """The result in one sentence: what was explained, v(N), v(∅), how, at what cost."""
+    """The result in one sentence: what was explained, v(N), v(∅), how, at what cost; then
+    what may be named (``display.resolution_lines``)."""
     v, s, st = expl["value"], expl["shapley"], expl["stats"]
     unit = f" {v['unit']}" if v.get("unit") else ""
     ratio = s.get("convergence_ratio")
@@ -149,7 +150,7 @@ def summary_text(expl: dict) -> str:
     return (f"{v['name']}{' (normalised)' if v['normalized'] else ''} of {expl['target']['name']}: "
             f"v(all) = {expl['full_value']:.3g}{unit}, v(none) = {expl['base_value']:.3g}{unit}; "
             f"{len(expl['players'])} players, {s['n_evaluations']} coalitions ({how}), "
-            f"{st['tile_forwards']} tile forwards, {st['seconds']:.0f} s")
+            f"{st['tile_forwards']} tile forwards, {st['seconds']:.0f} s\n" + "\n".join(resolution_lines(expl["players"])))
 
 
 def format_duration(seconds: float | None) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..display import player_styles
+from ..display import coarse_players, player_styles, resolved_count
 from .inputs import ReportInputs, read_inputs
 from .panels import bars, convergence, curves
 from .slices import choose_slices, ct_window, draw_view, view_box, views
@@ -66,20 +66,6 @@ def draw_report(inputs: ReportInputs, window: str | None = None, show_uncertain:
     return fig
 
 
-def coarse_players(rows: list[dict]) -> dict | None:
-    """The first level's players of a coarse-to-fine result: per final player its coarse
-    player's index, and per coarse player φ (the exact sum of its pieces), an SE (root sum of
-    squares) and its kind. None if the rows do not say their coarse player."""
-    if not rows or any("coarse" not in r for r in rows):
-        return None
-    names = list(dict.fromkeys(r["coarse"] for r in rows))
-    index = np.array([names.index(r["coarse"]) for r in rows])
-    phi = np.array([sum(r["phi"] for r in rows if r["coarse"] == n) for n in names])
-    se = np.array([np.sqrt(sum(r["se"] ** 2 for r in rows if r["coarse"] == n)) for n in names])
-    kinds = ["context" if all(r["kind"] == "context" for r in rows if r["coarse"] == n) else "organ" for n in names]
-    return {"names": names, "index": index, "phi": phi, "se": se, "kinds": kinds}
-
-
 def _coarse_view(ax, coarse: dict, fine_view, win, show_uncertain: bool) -> None:
     """The axial cut coloured by the first level's players (its own colour scale)."""
     from dataclasses import replace
@@ -87,8 +73,10 @@ def _coarse_view(ax, coarse: dict, fine_view, win, show_uncertain: bool) -> None
     styles = player_styles(coarse["phi"], coarse["se"], coarse["kinds"], show_uncertain)
     view = replace(fine_view, ids=lut[fine_view.ids])
     scale = max((abs(p) for p, k in zip(coarse["phi"], coarse["kinds"]) if k != "context"), default=0.0)
+    named = resolved_count(coarse["phi"], coarse["se"], [k != "context" for k in coarse["kinds"]])
     draw_view(ax, view, styles, win, f"first answer: {len(coarse['names'])} coarse players (axial)\n"
-                                     f"own colour scale ±{scale:.3g}")
+                                     f"own colour scale ±{scale:.3g} · "
+                                     + (f"top {named} resolved" if named else "not resolved"))
 
 
 def _colorbar(fig, cell, rows, unit: str) -> None:

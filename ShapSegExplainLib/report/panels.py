@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..display import PlayerStyle
+from ..display import NOT_RESOLVED, PlayerStyle
 
 TOP_K = 12         # players in the bar chart
 STOPPED = {"converged": "converged", "budget": "budget reached", "time_limit": "stopped at the time limit",
@@ -22,7 +22,8 @@ def bars(ax, rows: list[dict], styles: list[PlayerStyle], unit: str) -> None:
     shown = order[:TOP_K][::-1]
     for y, i in enumerate(shown):
         s = styles[i]
-        ax.barh(y, rows[i]["phi"], xerr=1.96 * rows[i]["se"], color=s.rgb, alpha=0.45 if s.uncertain else 1.0,
+        se = rows[i]["se"]
+        ax.barh(y, rows[i]["phi"], xerr=None if se is None else 1.96 * se, color=s.rgb, alpha=0.45 if s.uncertain else 1.0,
                 hatch="///" if s.uncertain else None, edgecolor="0.3", linewidth=0.5,
                 error_kw={"ecolor": "0.2", "capsize": 3, "linewidth": 1})
     ax.set_yticks(range(len(shown)))
@@ -33,7 +34,9 @@ def bars(ax, rows: list[dict], styles: list[PlayerStyle], unit: str) -> None:
     ax.set_xlabel(f"Shapley value φ{u} · bars: 95 % interval · hatched: interval contains 0", fontsize=8)
     rest = order[TOP_K:]
     more = f"; {len(rest)} more players, Σφ = {sum(rows[i]['phi'] for i in rest):+.3g}" if rest else ""
-    ax.set_title(f"top {len(shown)} players by |φ| ([n]: numbered on the slices){more}", fontsize=9)
+    named = any(s.marked for s in styles)
+    ax.set_title(f"top {len(shown)} players by |φ| ([n]: resolved drivers, numbered on the slices){more}"
+                 + ("" if named else f"\n{NOT_RESOLVED}"), fontsize=9, color="0.1" if named else "#b2182b")
     ax.grid(axis="x", alpha=0.3)
     ax.tick_params(axis="x", labelsize=8)
 

@@ -178,14 +178,17 @@ class Sampler:
     def tree(self, players: PlayerSet, case):
         """Coarse to fine: the roots' game, then refinements; every level is emitted (players
         and φ) so the live overlay sharpens; returns the result, the final players and the levels."""
-        from ..shapley.hierarchy import AtomGames, level_budget, tree_shapley
+        from ..shapley.hierarchy import EXACT_ROOT_FORWARDS, AtomGames, level_budget, tree_shapley
         job, tree = self.run.job, players.tree
         self.flat_mode = False
         self.coalition_cap = job.budget or 0
         roots = tree.roots()
+        enumeration = self.ev.enumeration_forwards if self.ev.strategy == "memo" else None
+        exact = enumeration is not None and enumeration(tree.membership(roots)) <= EXACT_ROOT_FORWARDS
         # planned: the coarse game and the costliest allowed refinements (an upper estimate for the progress bar)
         games = sorted(level_budget(len(tree.children(n))) for n in range(tree.n_nodes) if tree.children(n))
-        planned = level_budget(len(roots)) + sum(games[len(games) - job.refinements:] if job.refinements else [])
+        planned = (2 ** len(roots) if exact else level_budget(len(roots))) + \
+            sum(games[len(games) - job.refinements:] if job.refinements else [])
         self.start(f"coarse game of {len(roots)} players, then refinements", min(planned, job.budget or planned))
         levels: list[dict] = []
         state = {"players": players}
@@ -208,9 +211,11 @@ class Sampler:
             self.partial(res.values, res.se, ratio, res.n_evaluations, self.planned)
 
         opts = self.estimator_options()
-        games = AtomGames(self.game, opts.pop("proxy", None), opts.pop("cost", None), job.residual_coalitions or None)
+        games = AtomGames(self.game, opts.pop("proxy", None), opts.pop("cost", None), job.residual_coalitions or None,
+                          enumeration)
         volumes = tree.node_voxels() if job.refine_by == "volume" else None
-        res = tree_shapley(games, tree, seed=job.seed, max_refinements=job.refinements,
+        namable = np.array([r["kind"] != "context" for r in players.rows])
+        res = tree_shapley(games, tree, seed=job.seed, max_refinements=job.refinements, namable=namable,
                            min_share=job.refine_share, volumes=volumes, split=job.split, stop=self.stop,
                            pace=self.pace, on_level=on_level, threshold=job.threshold, estimator=job.estimator,
                            batch_size=job.coalition_batch, on_batch=self.on_batch, **opts)

@@ -58,6 +58,8 @@ from .estimator import Game, ShapleyResult, shapley_values
 from .proxy import with_proxy
 
 MAX_SCALE = 4.0            # the proportional split only where φ_p / m_p ≤ this (``split_value``)
+EXACT_ROOT_FORWARDS = 2500  # the coarse game is enumerated when that costs at most this many tile forwards
+ESCALATIONS = 3             # ... else sampled, its budget doubled up to this often until its top is resolved
 EXACT_CHILDREN = 5          # a refinement enumerates every coalition of up to this many children
 BUDGET_PER_CHILD = 4        # ... and samples this many coalitions per child beyond it (GP estimator)
 
@@ -119,6 +121,7 @@ class AtomGames:
     proxy: Game | None = None
     cost: Callable[[np.ndarray, bool], set] | None = None
     residual_budget: int | None = None      # the proxy's exact coalitions per game (None: 2M + 2)
+    enumeration: Callable[[np.ndarray], int] | None = None   # tile forwards to enumerate a node game (memo)
 
     def play(self, membership: np.ndarray, n: int, budget: int, seed: int, stop, kwargs: dict) -> ShapleyResult:
         """The Shapley values of the game over the nodes of ``membership``."""
@@ -139,17 +142,19 @@ class AtomGames:
 def tree_shapley(atom_game: Game | AtomGames, tree, *, seed: int = 0, max_refinements: int = 6, min_share: float = 0.03,
                  stop: Callable[[], str | None] | None = None, on_level: Callable[[TreeResult], None] | None = None,
                  root_budget: int | None = None, per_child: int = BUDGET_PER_CHILD, volumes: np.ndarray | None = None,
-                 split: str = "proportional", **kwargs) -> TreeResult:
+                 split: str = "proportional", exact_forwards: int = EXACT_ROOT_FORWARDS,
+                 namable: np.ndarray | None = None, **kwargs) -> TreeResult:
     """Coarse game over ``tree.roots()``, then refinements (see the module docstring).
     ``tree``: a ``players.levels.Tree``. ``kwargs`` go to ``shapley_values`` (estimator,
     threshold, batch_size, on_batch, ...); ``on_level`` gets the result after every level.
     ``atom_game`` may carry a proxy and a cost (``AtomGames``); ``volumes``: per tree node
-    (any unit), to refine by |φ|·volume."""
+    (any unit), to refine by |φ|·volume; ``exact_forwards`` and ``namable`` (which roots may be
+    named as drivers): ``coarse_game``."""
     games = atom_game if isinstance(atom_game, AtomGames) else AtomGames(atom_game)
     stop = stop or (lambda: None)
     roots = tree.roots()
-    first = games.play(tree.membership(roots), len(roots), root_budget or level_budget(len(roots), per_child),
-                       seed, stop, kwargs)
+    first = coarse_game(games, tree.membership(roots), root_budget or level_budget(len(roots), per_child), seed, stop,
+                        kwargs, exact_forwards, namable)
     res = TreeResult(nodes=list(roots), values=first.values.copy(), se=first.se.copy(), base_value=first.base_value,
                      full_value=first.full_value, games=[first], game_nodes=[list(roots)])
     if on_level:
@@ -168,6 +173,28 @@ def tree_shapley(atom_game: Game | AtomGames, tree, *, seed: int = 0, max_refine
         refine(res, tree, pos, games, seed, stop, per_child, kwargs, split)
         if on_level:
             on_level(res)
+
+
+def coarse_game(games: AtomGames, membership: np.ndarray, budget: int, seed: int, stop, kwargs: dict,
+                exact_forwards: int = EXACT_ROOT_FORWARDS, namable: np.ndarray | None = None) -> ShapleyResult:
+    """The first answer, which every finer level inherits: every later level only shares out
+    its values. Enumerated when the memo makes that cheap (``AtomGames.enumeration`` ≤
+    ``exact_forwards``), as on most findings (``benchmarks/heldout``). Else sampled with
+    ``budget`` coalitions; while its top drivers are not resolved (``display.resolved_count``
+    is 0: intervals that overlap each other or 0) and ``stop`` allows, the budget doubles, up
+    to ``ESCALATIONS`` times or 2^M. A replay costs only coalitions not played yet (memo), and
+    the decisions depend on values only, so a resumed run takes the same path."""
+    from ..display import resolved_count
+    m = len(membership)
+    if games.enumeration is not None and games.enumeration(membership) <= exact_forwards:
+        budget = 2 ** m
+    res = games.play(membership, m, budget, seed, stop, kwargs)
+    for _ in range(ESCALATIONS):
+        if res.exact or budget >= 2 ** m or stop() is not None or resolved_count(res.values, res.se, namable):
+            break
+        budget = min(2 * budget, 2 ** m)
+        res = games.play(membership, m, budget, seed, stop, kwargs)
+    return res
 
 
 def _without(res: TreeResult, pos: int, tree, games: AtomGames) -> float:

@@ -44,11 +44,13 @@ def residual_design(m: int) -> int:
 
 def with_proxy(game: Game, proxy: Game, m: int, budget: int, residual_budget: int | None = None, *,
                cost: Cost | None = None, proxy_cost: Cost | None = None,
-               on_batch: Callable[[dict], None] | None = None, **kwargs) -> ShapleyResult:
+               on_batch: Callable[[dict], None] | None = None, enumerate_proxy: bool = False,
+               **kwargs) -> ShapleyResult:
     """φ(v) as φ̂(ṽ) with ``budget`` proxy coalitions plus φ̂(v − ṽ) with ``residual_budget``
     exact ones; ``kwargs`` go to both estimates (seed, estimator, stop, ...). A budget that
-    enumerates the game plays it exactly, without the proxy."""
-    if is_exact(m, budget):
+    enumerates the game plays it exactly, without the proxy, unless ``enumerate_proxy``: then
+    φ(ṽ) is exact and only the residual is estimated."""
+    if is_exact(m, budget) and not enumerate_proxy:
         return shapley_values(game, m, budget, cost=cost, on_batch=on_batch, **kwargs)
     known: dict[bytes, float] = {}
 

@@ -206,3 +206,19 @@ def test_the_setups_unperturbed_tiles_serve_v_of_n_bit_for_bit(setting):
     assert bare.counters.tile_forwards == 2 * len(bare.pruned)
     assert reused.counters.tile_forwards == len(reused.pruned)
     assert torch.equal(reused.evaluate(coalitions), bare.evaluate(coalitions))
+
+
+def test_enumeration_forwards_is_what_enumerating_a_node_game_costs(setting):
+    """The coarse level enumerates when ``enumeration_forwards`` says it is cheap: the count,
+    made before any coalition is played, must be the forwards the enumeration then costs."""
+    from ShapSegExplainLib.shapley.hierarchy import atoms_present
+    model, case, plan, pmap, m = setting
+    ev = CoalitionEvaluator(model, case, plan, pmap, m, strategy="memo")
+    membership = np.zeros((5, m), bool)
+    membership[np.arange(m) % 5, np.arange(m)] = True          # five groups of players
+    predicted = ev.enumeration_forwards(membership)
+    ev.evaluate(np.ones((1, m), bool))                          # the unperturbed tiles: the setup's
+    f0 = ev.counters.tile_forwards
+    groups = ((np.arange(32)[:, None] >> np.arange(5)) & 1).astype(bool)
+    ev.evaluate(atoms_present(groups, membership))
+    assert ev.counters.tile_forwards - f0 == predicted > 0

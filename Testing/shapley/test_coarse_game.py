@@ -1,0 +1,68 @@
+"""The coarse level: enumerated where the memo makes it cheap, else sampled with a budget that
+doubles until its top drivers are resolved (``hierarchy.coarse_game``)."""
+import numpy as np
+
+from ShapSegExplainLib.display import resolved_count
+from ShapSegExplainLib.shapley import hierarchy
+from ShapSegExplainLib.shapley.estimator import exact_shapley
+
+M = 10
+SETTINGS = {"threshold": 0.01, "estimator": "gp"}
+
+
+def conjunctive(c):
+    """Three players needed together (a false positive's drivers), the rest minor."""
+    c = np.atleast_2d(np.asarray(c, bool))
+    return 5.0 * c[:, [0, 1, 2]].all(axis=1) + 0.3 * c[:, 3] + 0.1 * c[:, 4:].sum(axis=1)
+
+
+def exact_of(game, m: int = M) -> np.ndarray:
+    bits = ((np.arange(2 ** m)[:, None] >> np.arange(m)) & 1).astype(bool)
+    return exact_shapley(game(bits), m)
+
+
+class Budgets(hierarchy.AtomGames):
+    """The real games, with the budget of every play noted."""
+    def __init__(self, game, forwards: int):
+        super().__init__(game, enumeration=lambda membership: forwards)
+        self.budgets: list[int] = []
+
+    def play(self, membership, n, budget, seed, stop, kwargs):
+        self.budgets.append(budget)
+        return super().play(membership, n, budget, seed, stop, kwargs)
+
+
+def coarse(games, stop=lambda: None):
+    return hierarchy.coarse_game(games, np.eye(M, dtype=bool), hierarchy.level_budget(M), 0, stop, SETTINGS)
+
+
+def test_a_coarse_game_cheap_to_enumerate_is_exact():
+    games = Budgets(conjunctive, hierarchy.EXACT_ROOT_FORWARDS)
+    res = coarse(games)
+    assert res.exact and games.budgets == [2 ** M]
+    np.testing.assert_allclose(res.values, exact_of(conjunctive), atol=1e-12)
+
+
+def test_a_dear_one_is_sampled_and_its_budget_doubles_until_its_top_is_resolved():
+    first = hierarchy.AtomGames(conjunctive).play(np.eye(M, dtype=bool), M, hierarchy.level_budget(M), 0,
+                                                  lambda: None, SETTINGS)
+    assert resolved_count(first.values, first.se) == 0            # 4M coalitions cannot name the three
+    games = Budgets(conjunctive, hierarchy.EXACT_ROOT_FORWARDS + 1)
+    res = coarse(games)
+    assert not res.exact and games.budgets[0] == hierarchy.level_budget(M) and len(games.budgets) > 1
+    assert all(b == 2 * a for a, b in zip(games.budgets, games.budgets[1:]))
+    named = resolved_count(res.values, res.se)
+    assert named >= 1
+    order = np.argsort(-np.abs(res.values))[:named]
+    assert set(order) <= {0, 1, 2}                                  # what it names are true drivers
+
+
+def test_the_doubling_ends_at_its_cap_or_when_the_run_must_stop():
+    def symmetric(c):                                               # all equal: never resolved
+        return np.atleast_2d(np.asarray(c, bool)).all(axis=1) * 1.0
+    games = Budgets(symmetric, 10 ** 9)
+    res = coarse(games)
+    assert len(games.budgets) == 1 + hierarchy.ESCALATIONS and resolved_count(res.values, res.se) == 0
+    games = Budgets(conjunctive, 10 ** 9)
+    coarse(games, stop=lambda: "time_limit")
+    assert games.budgets == [hierarchy.level_budget(M)]
