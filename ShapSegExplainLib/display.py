@@ -8,7 +8,7 @@ contains 0. Drawing all of them (fill and outline) hides the CT and the few that
   squeeze every colour towards white);
 * fill opacity grows with |φ| from almost nothing;
 * a player whose 95 % interval contains 0 is *uncertain*: not filled, not outlined (the
-  Slicer panel hides it behind a toggle), except the numbered top players;
+  Slicer panel hides it behind a toggle);
 * only the top players are outlined, thin and light (the report caps the outline pixels
   of a view at ``MAX_OUTLINE_SHARE`` by dropping the lowest-ranked outlines first);
 * only *resolved* drivers are numbered (``resolved_count``): a reader takes a number for

@@ -55,7 +55,7 @@ from typing import Callable
 import numpy as np
 
 from .estimator import Game, ShapleyResult, shapley_values
-from .proxy import with_proxy
+from .proxy import residual_design, with_proxy
 
 MAX_SCALE = 4.0            # the proportional split only where φ_p / m_p ≤ this (``split_value``)
 EXACT_ROOT_FORWARDS = 2500  # the coarse game is enumerated when that costs at most this many tile forwards
@@ -123,15 +123,17 @@ class AtomGames:
     residual_budget: int | None = None      # the proxy's exact coalitions per game (None: 2M + 2)
     enumeration: Callable[[np.ndarray], int] | None = None   # tile forwards to enumerate a node game (memo)
 
-    def play(self, membership: np.ndarray, n: int, budget: int, seed: int, stop, kwargs: dict) -> ShapleyResult:
-        """The Shapley values of the game over the nodes of ``membership``."""
+    def play(self, membership: np.ndarray, n: int, budget: int, seed: int, stop, kwargs: dict,
+             residual: int | None = None) -> ShapleyResult:
+        """The Shapley values of the game over the nodes of ``membership`` (``residual``: the
+        proxy's exact coalitions this time, instead of ``residual_budget``)."""
         game = node_game(self.game, membership)
         if self.cost is not None:
             kwargs = dict(kwargs, cost=self._node_cost(membership, False))
         if self.proxy is None:
             return shapley_values(game, n, budget, seed=seed, stop=stop, **kwargs)
         proxy_cost = self._node_cost(membership, True) if self.cost is not None else None
-        return with_proxy(game, node_game(self.proxy, membership), n, budget, self.residual_budget,
+        return with_proxy(game, node_game(self.proxy, membership), n, budget, residual or self.residual_budget,
                           proxy_cost=proxy_cost, seed=seed,
                           stop=stop, **kwargs)
 
@@ -182,18 +184,20 @@ def coarse_game(games: AtomGames, membership: np.ndarray, budget: int, seed: int
     ``exact_forwards``), as on most findings (``benchmarks/heldout``). Else sampled with
     ``budget`` coalitions; while its top drivers are not resolved (``display.resolved_count``
     is 0: intervals that overlap each other or 0) and ``stop`` allows, the budget doubles, up
-    to ``ESCALATIONS`` times or 2^M. A replay costs only coalitions not played yet (memo), and
+    to ``ESCALATIONS`` times or 2^M (and so do the proxy's exact coalitions, whose residual may
+    be what leaves it unresolved). A replay costs only coalitions not played yet (memo), and
     the decisions depend on values only, so a resumed run takes the same path."""
     from ..display import resolved_count
     m = len(membership)
     if games.enumeration is not None and games.enumeration(membership) <= exact_forwards:
         budget = 2 ** m
     res = games.play(membership, m, budget, seed, stop, kwargs)
+    residual = games.residual_budget or residual_design(m)
     for _ in range(ESCALATIONS):
         if res.exact or budget >= 2 ** m or stop() is not None or resolved_count(res.values, res.se, namable):
             break
-        budget = min(2 * budget, 2 ** m)
-        res = games.play(membership, m, budget, seed, stop, kwargs)
+        budget, residual = min(2 * budget, 2 ** m), 2 * residual
+        res = games.play(membership, m, budget, seed, stop, kwargs, residual)
     return res
 
 

@@ -23,13 +23,15 @@ def exact_of(game, m: int = M) -> np.ndarray:
 
 class Budgets(hierarchy.AtomGames):
     """The real games, with the budget of every play noted."""
-    def __init__(self, game, forwards: int):
-        super().__init__(game, enumeration=lambda membership: forwards)
+    def __init__(self, game, forwards: int, proxy=None, residual=None):
+        super().__init__(game, proxy=proxy, residual_budget=residual, enumeration=lambda membership: forwards)
         self.budgets: list[int] = []
+        self.residuals: list[int | None] = []
 
-    def play(self, membership, n, budget, seed, stop, kwargs):
+    def play(self, membership, n, budget, seed, stop, kwargs, residual=None):
         self.budgets.append(budget)
-        return super().play(membership, n, budget, seed, stop, kwargs)
+        self.residuals.append(residual)
+        return super().play(membership, n, budget, seed, stop, kwargs, residual)
 
 
 def coarse(games, stop=lambda: None):
@@ -66,3 +68,12 @@ def test_the_doubling_ends_at_its_cap_or_when_the_run_must_stop():
     games = Budgets(conjunctive, 10 ** 9)
     coarse(games, stop=lambda: "time_limit")
     assert games.budgets == [hierarchy.level_budget(M)]
+
+
+def test_with_a_proxy_the_exact_residual_coalitions_double_too():
+    """The residual (exact coalitions) may be what leaves the top unresolved: it grows with the budget."""
+    def proxy(c):                                                   # the drivers seen, the minor players not
+        return 5.0 * np.atleast_2d(np.asarray(c, bool))[:, [0, 1, 2]].all(axis=1)
+    games = Budgets(conjunctive, 10 ** 9, proxy=proxy, residual=6)
+    coarse(games)
+    assert len(games.budgets) > 1 and games.residuals[0] is None and games.residuals[1:] == [6 * 2 ** k for k in range(1, len(games.budgets))]

@@ -53,10 +53,12 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     sys.path.insert(0, str(args.lib.resolve()))
+    import ShapSegExplainLib
+    from ShapSegExplainLib.run.explain import run_explanation       # before record_findings puts this checkout first
     sys.path.insert(1, str(HERE))
     from record_findings import default_job
-    from ShapSegExplainLib.run.explain import run_explanation
     from dataclasses import replace
+    engine = str(Path(ShapSegExplainLib.__file__).resolve().parent)
     findings = json.loads((HERE / "findings.json").read_text())["findings"]
     split = json.loads((HERE / "split.json").read_text())["split"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +75,7 @@ def main(argv=None) -> None:
             except ImportError:
                 said = []
             st = expl["stats"]
-            row = {"id": f["id"], "lib": str(args.lib), "tile_forwards": st["tile_forwards"],
+            row = {"id": f["id"], "engine": engine, "tile_forwards": st["tile_forwards"],
                    "sampling_forwards": st.get("tile_forwards_sampling"), "seconds": st["seconds"],
                    "coalitions": expl["shapley"]["n_evaluations"], "said": said, **compare(expl, GAMES / f"{f['id']}.npz")}
             print(json.dumps(row), flush=True)
