@@ -34,6 +34,19 @@ def test_exact_parts_give_the_exact_value():
     assert res.base_value == pytest.approx(game(np.zeros((1, m), bool))[0])
 
 
+def test_an_enumerated_proxy_is_exact_and_only_the_residual_is_estimated():
+    """``enumerate_proxy``: φ(ṽ) from all 2^M proxy coalitions (no SE), the residual sampled;
+    the error is the residual's alone, so a proxy equal to the game gives the exact value."""
+    m = 8
+    game = unanimity_game(m, 3, seed=2)
+    res = with_proxy(game, game, m, 2 ** m, enumerate_proxy=True)
+    assert res.proxy_evaluations == 2 ** m and res.n_evaluations == residual_design(m)
+    np.testing.assert_allclose(res.values, game.shapley(), atol=1e-9)
+    near = with_proxy(game, perturbed(game, 0.05, 3), m, 2 ** m, enumerate_proxy=True)
+    far = with_proxy(game, perturbed(game, 0.5, 3), m, 2 ** m, enumerate_proxy=True)
+    assert error(near.values, game.shapley()) < error(far.values, game.shapley())
+
+
 def test_a_good_proxy_keeps_the_accuracy_with_half_the_exact_evaluations():
     """Level budget 4M: the plain estimate evaluates 4M coalitions of the exact game; with the
     proxy only the 2M + 2 of the residual, all of them among the proxy's own (so the tile memo
