@@ -58,7 +58,7 @@ from .estimator import Game, ShapleyResult, shapley_values
 from .proxy import residual_design, with_proxy
 
 MAX_SCALE = 4.0            # the proportional split only where φ_p / m_p ≤ this (``split_value``)
-EXACT_ROOT_FORWARDS = 2500  # the coarse game is enumerated when that costs at most this many tile forwards
+EXACT_ROOT_FORWARDS = 1200  # the coarse game is enumerated when that costs at most this many tile forwards (tuning split)
 ESCALATIONS = 3             # ... else sampled, its budget doubled up to this often until its top is resolved
 EXACT_CHILDREN = 5          # a refinement enumerates every coalition of up to this many children
 BUDGET_PER_CHILD = 4        # ... and samples this many coalitions per child beyond it (GP estimator)
