@@ -49,6 +49,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lib", type=Path, default=HERE.parents[1], help="the checkout whose engine runs")
     ap.add_argument("--split", choices=["tuning", "heldout"], default="heldout")
+    ap.add_argument("--only", nargs="+", help="these findings only (e.g. two engines run finding by finding)")
     ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "shapseg-heldout")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
@@ -64,7 +65,8 @@ def main(argv=None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("a") as log:
         for f in findings:
-            if split[f["id"]] != args.split or not (GAMES / f"{f['id']}.npz").exists():
+            if split[f["id"]] != args.split or not (GAMES / f"{f['id']}.npz").exists() or \
+                    (args.only and f["id"] not in args.only):
                 continue
             with tempfile.TemporaryDirectory() as tmp:
                 job = replace(default_job(f, args.work, Path(tmp) / "out"), faithfulness_steps=0)
