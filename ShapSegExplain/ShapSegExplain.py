@@ -84,7 +84,7 @@ POLL_MS = 150
 class ShapSegExplain(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        slicer.app.connect("startupCompleted()", onStartupCompleted)
+        slicer.app.connect("startupCompleted()", registerStartupItems)
         self.parent.title = _("ShapSeg Explain")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = []
@@ -102,27 +102,45 @@ Medical Image Segmentation" (2026). Uses nnU-Net, SimpleITK, slicerio and PyTorc
 
 
 #
-# At startup: the demo phantom in Sample Data, "Explain this" on segments
+# The demo phantom in Sample Data, "Explain this" on segments: registered when Slicer has
+# started (Sample Data and the subject hierarchy exist by then) and again when the panel is
+# set up, so a module loaded later (Extension Wizard, reload) gets both; each on its own, once.
 #
-def onStartupCompleted() -> None:
-    registerSampleData()
-    registerSubjectHierarchyPlugin()
+SAMPLE_CATEGORY = "ShapSeg Explain"
+SAMPLE_NAME = "ShapSegExplainDemoPhantom"
+PLUGIN_FILE = "ShapSegExplainPlugins/ShapSegExplainSubjectHierarchyPlugin.py"
+
+
+def registerStartupItems() -> None:
+    for register in (registerSampleData, registerSubjectHierarchyPlugin):
+        try:
+            register()
+        except Exception:           # one failing must not cost the other (Slicer logs it)
+            logging.exception("ShapSeg Explain: %s failed", register.__name__)
 
 
 def registerSubjectHierarchyPlugin() -> None:
-    """ "Explain this with ShapSeg Explain" on every segment's right-click menu."""
-    import ShapSegExplainSubjectHierarchyPlugin as plugin
+    """ "Explain this with ShapSeg Explain" on every segment's right-click menu. Registered by
+    hand after ``setPythonSource`` (Slicer's pattern for plugins with view-menu actions)."""
+    handler = slicer.qSlicerSubjectHierarchyPluginHandler.instance()
+    if handler.pluginByName("ShapSegExplain") is not None:
+        return
     scripted = slicer.qSlicerSubjectHierarchyScriptedPlugin(None)
-    scripted.setPythonSource(plugin.ShapSegExplainSubjectHierarchyPlugin.filePath)
-    slicer.qSlicerSubjectHierarchyPluginHandler.instance().registerPlugin(scripted)
+    scripted.setPythonSource(str(pathlib.Path(__file__).resolve().parent / PLUGIN_FILE))
+    handler.registerPlugin(scripted)
 
 
 def registerSampleData() -> None:
     """The demo phantom in Sample Data (category *ShapSeg Explain*): generated here, nothing is
-    downloaded; it opens the module with the demo model, its target and a point on the finding."""
+    downloaded, so it has no URI (empty lists: ``SampleDataSource`` takes ``len`` of each); the
+    button calls ``loadDemoSample``, which opens the module with the demo model, its target and
+    a point on the finding."""
     import SampleData
-    SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category="ShapSeg Explain", sampleName="ShapSegExplainDemoPhantom",
+    logic = SampleData.SampleDataLogic
+    if any(s.sampleName == SAMPLE_NAME for s in logic.sampleDataSourcesByCategory(SAMPLE_CATEGORY)):
+        return
+    logic.registerCustomSampleDataSource(
+        category=SAMPLE_CATEGORY, sampleName=SAMPLE_NAME, uris=[], fileNames=[], nodeNames=[],
         thumbnailFileName=str(_extensionRoot() / "Resources" / "Icons" / "ShapSegExplain.png"),
         customDownloader=loadDemoSample)
 
@@ -238,6 +256,7 @@ class ShapSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
+        registerStartupItems()          # a module loaded after start-up gets them here
         uiWidget = slicer.util.loadUI(str(ROOT / "Resources" / "UI" / "ShapSegExplain.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
@@ -1045,6 +1064,7 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
         self.state.update({"event": "cancelled", "message": "cancelled by the user"})
         self.removePreview()
         shutil.rmtree(self.run.folder, ignore_errors=True)
+        self.worker.poll()              # the process is gone: this drains and closes its output files
         self.worker.finished = True
         if self.onFinished:
             self.onFinished(self.state, None)

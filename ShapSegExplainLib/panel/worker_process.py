@@ -2,8 +2,12 @@
 
 ``WorkerProcess`` starts ``python -m ShapSegExplainLib.cli worker JOB`` with its events on
 stdout and the libraries' messages on stderr, kept apart so that a half-written library line
-can never corrupt an event. Two reader threads move the bytes into a queue; the GUI drains it
-with ``poll()`` from a timer, so nothing in the GUI thread ever waits on the process.
+can never corrupt an event. Both go to files in a private temporary folder, which ``poll()``
+(called from a GUI timer) reads from where it stopped: no thread and no pipe, so nothing in
+the GUI thread ever waits on the process, and every byte written is seen at the next tick.
+Slicer runs Python threads only while its main thread runs Python (PythonQt has no thread
+support enabled), so reader threads would only advance on the timer anyway; a pipe can also
+fill and stall the worker, and a grandchild can hold it open after the worker has gone.
 
 ``cancel()`` stops the worker *and every process it started* within a second: it asks the
 whole tree to terminate (the worker then removes its partial output and exits 143), and
@@ -16,18 +20,16 @@ from __future__ import annotations
 
 import codecs
 import os
-import queue
 import shutil
 import signal
 import subprocess
-import threading
+import tempfile
 import time
 from pathlib import Path
 
 from .worker_events import FINAL, EventReader
 
 GRACE_S = 0.4       # time to clean up after the terminate request, before the kill (2 x 0.4 s < 1 s)
-READ_CHUNK = 65536
 
 
 def worker_command(python: str, job_path: str | Path) -> list[str]:
@@ -55,11 +57,11 @@ class WorkerProcess:
         self.command, self.cwd, self.env = list(command), cwd, env
         self.process: subprocess.Popen | None = None
         self.finished = False
-        self._queue: queue.Queue = queue.Queue()
         self._events = EventReader()
-        self._threads: list[threading.Thread] = []
+        self._folder: str | None = None
+        self._readers: dict = {}          # stream name -> (file opened for reading, incremental decoder)
+        self._pending: list[dict] = []
         self._final_seen = False
-        self._exit_seen_at: float | None = None
 
     # ----- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "WorkerProcess":
@@ -68,33 +70,34 @@ class WorkerProcess:
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
         else:
             kwargs["start_new_session"] = True      # its own process group: the fallback kill reaches children
+        self._folder = tempfile.mkdtemp(prefix="shapseg-worker-")
+        paths = {name: Path(self._folder) / f"{name}.txt" for name in ("out", "err")}
         try:
-            self.process = subprocess.Popen(self.command, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
-                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, **kwargs)
+            with open(paths["out"], "wb") as out, open(paths["err"], "wb") as err:
+                self.process = subprocess.Popen(self.command, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+                                                stdout=out, stderr=err, **kwargs)
         except OSError as e:
+            self._close()
             self.finished = True
-            self._queue.put(("event", {"event": "error", "code": "worker_not_started",
-                                       "message": f"cannot start the worker ({self.command[0]}): {e}"}))
+            self._pending.append({"event": "error", "code": "worker_not_started",
+                                  "message": f"cannot start the worker ({self.command[0]}): {e}"})
             return self
-        for name, stream in (("out", self.process.stdout), ("err", self.process.stderr)):
-            t = threading.Thread(target=self._read, args=(name, stream), daemon=True, name=f"shapseg-{name}")
-            t.start()
-            self._threads.append(t)
+        self._readers = {name: (open(path, "rb"), codecs.getincrementaldecoder("utf-8")(errors="replace"))
+                         for name, path in paths.items()}
         return self
 
-    def _read(self, name: str, stream) -> None:
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        fd = stream.fileno()
-        while True:
-            try:
-                chunk = os.read(fd, READ_CHUNK)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                break
-            self._queue.put((name, decoder.decode(chunk)))
-        self._queue.put((name, decoder.decode(b"", final=True)))
-        stream.close()
+    def _read(self, name: str, final: bool = False) -> str:
+        """What ``name`` has written since the last read (a split UTF-8 character waits)."""
+        stream, decoder = self._readers[name]
+        return decoder.decode(stream.read(), final=final)
+
+    def _close(self) -> None:
+        for stream, _ in self._readers.values():
+            stream.close()
+        self._readers = {}
+        if self._folder:
+            shutil.rmtree(self._folder, ignore_errors=True)     # a grandchild may still hold a file (Windows)
+            self._folder = None
 
     @property
     def pid(self) -> int | None:
@@ -110,44 +113,29 @@ class WorkerProcess:
 
     # ----- events ------------------------------------------------------------------------------
     def poll(self) -> list[dict]:
-        """Every event that arrived since the last call (never blocks). stderr lines come as
-        ``log`` events; when the process is gone, a missing final event becomes an error."""
-        events, err_text = [], ""
-        while True:
-            try:
-                name, payload = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if name == "out":
-                events += self._events.feed(payload)
-            elif name == "err":
-                err_text += payload
-            else:
-                events.append(payload)
+        """Every event written since the last call (never blocks). stderr lines come as ``log``
+        events; when the process is gone, a missing final event becomes an error."""
+        events, self._pending = self._pending, []
+        if self.finished or not self._readers:
+            return events
+        exited = self.process.poll() is not None       # read after this: nothing the worker wrote is missed
+        events += self._events.feed(self._read("out", final=exited))
+        err_text = self._read("err", final=exited)
         events += [{"event": "log", "stream": "stderr", "message": line}
                    for line in err_text.replace("\r", "\n").split("\n") if line.strip()]
+        if exited:
+            events += self._finish()
         self._final_seen = self._final_seen or any(e.get("event") in FINAL for e in events)
-        if not self.finished and self.process is not None and self.process.poll() is not None:
-            events += self._finish_if_drained()
-        return events
-
-    def _finish_if_drained(self) -> list[dict]:
-        now = time.monotonic()
-        self._exit_seen_at = self._exit_seen_at or now
-        readers_done = not any(t.is_alive() for t in self._threads)
-        if not readers_done and now - self._exit_seen_at < 2.0:   # a grandchild may hold the pipes open
-            return []
-        if not self._queue.empty():
-            return []
-        self.finished = True
-        events = self._events.flush()
-        self._final_seen = self._final_seen or any(e.get("event") in FINAL for e in events)
-        if not self._final_seen:
-            code = self.process.returncode
+        if exited and not self._final_seen:
             events.append({"event": "error", "code": "worker_crashed",
-                           "message": f"the worker stopped without a result (exit code {code}); "
+                           "message": f"the worker stopped without a result (exit code {self.process.returncode}); "
                                       "the log above has its last messages"})
         return events
+
+    def _finish(self) -> list[dict]:
+        self.finished = True
+        self._close()
+        return self._events.flush()
 
     # ----- stopping ----------------------------------------------------------------------------
     def cancel(self, grace: float = GRACE_S) -> float:

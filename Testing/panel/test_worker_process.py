@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -74,6 +75,29 @@ def test_a_worker_that_cannot_start_is_an_error_event():
     assert w.finished and events[-1]["event"] == "error" and events[-1]["code"] == "worker_not_started"
 
 
+ONE_EVENT_THEN_WAIT = r"""
+import json, sys, time
+sys.stdout.write(json.dumps({"event": "started"}) + "\n"); sys.stdout.flush()
+open(sys.argv[1], "w").close()          # the event is written: the test may look
+time.sleep(30)
+"""
+
+
+def test_an_event_reaches_the_next_poll_without_a_reader_thread(tmp_path):
+    """Slicer runs Python threads only while its main thread runs Python, so the reader uses
+    none: what the worker has written is in the very next poll (one timer tick)."""
+    threads = threading.active_count()
+    w = WorkerProcess([sys.executable, "-c", ONE_EVENT_THEN_WAIT, str(tmp_path / "written")]).start()
+    assert threading.active_count() == threads
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "written").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [e["event"] for e in w.poll()] == ["started"]
+    w.cancel()
+    w.poll()
+    assert w.finished and w._folder is None          # its output files are gone with it
+
+
 def test_poll_never_blocks():
     w = WorkerProcess([sys.executable, "-c", "import time; time.sleep(5)"]).start()
     t0 = time.perf_counter()
@@ -121,9 +145,11 @@ def test_cancelling_the_real_worker_mid_run_leaves_nothing(tmp_path, model_dirs)
     from helpers import write_job       # torch: imported here, so the rest also runs in Slicer's Python (no torch)
     job = write_job(tmp_path, model_dirs["one_fold"], budget=600, coalition_batch=8,
                     preview=str(tmp_path / "preview.nrrd"))
+    threads = threading.active_count()
     w = WorkerProcess(worker_command(sys.executable, job), cwd=package_root()).start()
     state = RunState()
     events = poll_until(w, state, lambda seen: any(e["event"] == "partial" for e in seen), timeout=300)
+    assert threading.active_count() == threads        # the real worker's events came without a reader thread
     players = next(e for e in events if e["event"] == "players")
     assert players["preview"] == str(tmp_path / "preview.nrrd") and os.path.isfile(players["preview"])
     assert state.phi is not None and len(state.phi) == len(players["players"])

@@ -59,7 +59,9 @@ def test_cmake_lists_every_shipped_file_and_only_existing_ones():
     """The module's CMake ships the script; the top-level one ships the engine and the resources
     from the top-level folders, each entry landing at <scripted-modules dir>/<entry>."""
     module = (MODULE_DIR / "CMakeLists.txt").read_text()
-    assert cmake_list(module, "MODULE_PYTHON_SCRIPTS") == ["ShapSegExplain.py", "ShapSegExplainSubjectHierarchyPlugin.py"]
+    assert cmake_list(module, "MODULE_PYTHON_SCRIPTS") == [
+        "ShapSegExplain.py", "ShapSegExplainPlugins/__init__.py",
+        "ShapSegExplainPlugins/ShapSegExplainSubjectHierarchyPlugin.py"]
     assert all((MODULE_DIR / f).is_file() for f in cmake_list(module, "MODULE_PYTHON_SCRIPTS"))
     top = (ROOT / "CMakeLists.txt").read_text()
     scripts, resources = cmake_list(top, "LIB_PYTHON_SCRIPTS"), cmake_list(top, "LIB_PYTHON_RESOURCES")
