@@ -1198,6 +1198,8 @@ class ShapSegExplainTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
+        self.setUp()
+        self.test_StartupRegistrations()
         missing = dependencies.missing()
         if missing:        # an extension build machine: no hours of torch installs; say what was not run
             self.delayDisplay(f"ShapSeg Explain self-test: the end-to-end runs are skipped, the Python packages "
@@ -1222,6 +1224,56 @@ class ShapSegExplainTest(ScriptedLoadableModuleTest):
             slicer.app.processEvents()
             time.sleep(0.02)
             self.assertLess(time.monotonic() - t0, self.TIMEOUT_S, "the worker did not finish in time")
+
+    def test_StartupRegistrations(self):
+        """What only a real Slicer shows (issue 44): every .py at the top of this module's folder
+        was instantiated as a module, the demo is in Sample Data, and the subject hierarchy offers
+        "Explain this" on a segment in the Data module and under a click on it in a slice view.
+        Needs no torch (SimpleITK and scipy are Slicer's own)."""
+        import numpy as np
+        import SampleData
+        from scipy import ndimage
+        here = pathlib.Path(__file__).resolve().parent
+        loaded = set(slicer.app.moduleManager().factoryManager().loadedModuleNames())
+        self.assertEqual([f.stem for f in here.glob("*.py") if f.stem not in loaded], [])
+        samples = SampleData.SampleDataLogic.sampleDataSourcesByCategory(SAMPLE_CATEGORY)
+        self.assertIn(SAMPLE_NAME, [s.sampleName for s in samples])
+        self.assertIsNotNone(slicer.qSlicerSubjectHierarchyPluginHandler.instance().pluginByName("ShapSegExplain"))
+        plugin = slicer.ShapSegExplainSubjectHierarchyPlugin        # where setPythonSource keeps the instance
+        self.assertIn(plugin.explainAction, plugin.viewContextMenuActions())
+
+        p, _case = ShapSegExplainLogic().setUpDemoScene()
+        reference, segmentId = p.referenceSegmentation, p.referenceSegmentId
+        p.anatomySegmentation.GetDisplayNode().SetVisibility(False)
+        shNode = slicer.mrmlScene.GetSubjectHierarchyNode()
+        children = vtk.vtkIdList()
+        shNode.GetItemChildren(shNode.GetItemByDataNode(reference), children)
+        segmentItem = next(children.GetId(i) for i in range(children.GetNumberOfIds())
+                           if shNode.GetItemAttribute(children.GetId(i), "segmentID") == segmentId)
+        plugin.showContextMenuActionsForItem(segmentItem)
+        self.assertTrue(plugin.explainAction.visible, "no 'Explain this' on a segment in the Data module")
+        plugin.showContextMenuActionsForItem(shNode.GetItemByDataNode(reference))
+        self.assertFalse(plugin.explainAction.visible, "'Explain this' on a segmentation, not a segment")
+
+        # a click on the segment's most interior voxel in the red slice view
+        mask = slicer.util.arrayFromSegmentBinaryLabelmap(reference, segmentId, p.inputVolume)
+        k, j, i = np.unravel_index(np.argmax(ndimage.distance_transform_edt(mask)), mask.shape)
+        ijkToRas = vtk.vtkMatrix4x4()
+        p.inputVolume.GetIJKToRASMatrix(ijkToRas)
+        ras = list(ijkToRas.MultiplyPoint([float(i), float(j), float(k), 1.0])[:3])
+        red = slicer.app.layoutManager().sliceWidget("Red")
+        red.mrmlSliceNode().JumpSliceByCentering(*ras)
+        red.sliceView().forceRender()
+        slicer.app.processEvents()
+        sceneItem = shNode.GetSceneItemID()
+        plugin.showViewContextMenuActionsForItem(sceneItem, {"ViewNodeID": red.mrmlSliceNode().GetID(),
+                                                             "WorldPosition": ras})
+        self.assertTrue(plugin.explainAction.visible, "no 'Explain this' under a click on a segment")
+        self.assertEqual(plugin.target, (reference, segmentId))
+        plugin.showViewContextMenuActionsForItem(sceneItem, {"ViewNodeID": red.mrmlSliceNode().GetID(),
+                                                             "WorldPosition": [c + 1000.0 for c in ras]})
+        self.assertFalse(plugin.explainAction.visible, "'Explain this' where there is no segment")
+        self.delayDisplay("Start-up registrations checked")
 
     def test_DemoEndToEnd(self):
         self.delayDisplay("Explaining the demo finding")
