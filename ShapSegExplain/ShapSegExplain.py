@@ -290,6 +290,7 @@ class ShapSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.referenceIslandComboBox.connect("currentIndexChanged(int)", self.onReferenceIslandChanged)
         self.ui.resultTableView.connect("selectionChanged()", self.onTableSelection)
         self.ui.openFolderButton.connect("clicked(bool)", self.onOpenFolder)
+        self.ui.saveSceneButton.connect("clicked(bool)", self.onSaveScene)
 
         self.fillModelList()
         self.updateDependencyStatus()
@@ -585,7 +586,7 @@ class ShapSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         expl = self.logic.explanationOf(segNode)
         self.ui.summaryLabel.text = result_view.summary_text(expl) if expl else ""
         self.ui.faithfulnessLabel.text = result_view.faithfulness_text(expl.get("faithfulness")) if expl else ""
-        self.ui.openFolderButton.enabled = expl is not None
+        self.ui.openFolderButton.enabled = self.ui.saveSceneButton.enabled = expl is not None
         self.ui.resultTableView.setMRMLTableNode(self.logic.tableOf(segNode))
         if expl:
             vmax = self.logic.colorScale(expl)
@@ -611,6 +612,22 @@ class ShapSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         expl = self.logic.explanationOf(self._parameterNode.resultSegmentation)
         if expl:
             qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(expl["out"]))
+
+
+    def onSaveScene(self) -> None:
+        """Teaching and review sessions: the scene with this explanation as one ``.mrb`` file."""
+        expl = self.logic.explanationOf(self._parameterNode.resultSegmentation)
+        default = str(pathlib.Path(expl["out"]).with_suffix(".mrb")) if expl else ""
+        path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Save as scene"), default,
+                                              _("Slicer data bundle (*.mrb)"))
+        if not path:
+            return
+        try:
+            size = self.logic.saveSceneBundle(path)
+        except ShapSegError as e:
+            slicer.util.errorDisplay(str(e), windowTitle=_("ShapSeg Explain"))
+            return
+        slicer.util.showStatusMessage(_("Saved {path} ({mb:.1f} MB)").format(path=path, mb=size / 1e6), 5000)
 
 
 class SignalsBlocked:
@@ -1128,6 +1145,22 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
         table.SetLocked(True)
         table.SetAttribute("ShapSegExplain.SegmentIds", ";".join(r["segment_id"] for r in rows))
         return table
+
+    @staticmethod
+    def saveSceneBundle(path: str | pathlib.Path) -> int:
+        """The scene as one Slicer data bundle (``.mrb``): every node with its data inside, so a
+        finished explanation reopens on another computer without its result folder (the CT, the
+        region, the players with colours and φ, explanation.json on the result node, the table).
+        ``vtkMRMLScene::WriteToMRB`` is what Slicer's own scene writer calls for ``.mrb``
+        (``qSlicerSceneWriter::writeToMRB``). Returns the bundle's size in bytes."""
+        path = pathlib.Path(path).resolve()
+        path = path if path.suffix.lower() == ".mrb" else path.with_name(path.name + ".mrb")
+        scene = slicer.mrmlScene
+        scene.SetURL(str(path))
+        scene.SetRootDirectory(str(path.parent))
+        if not path.parent.is_dir() or not scene.WriteToMRB(str(path)):
+            raise ShapSegError(f"cannot save the scene as {path} (is the folder there and writable?)")
+        return path.stat().st_size
 
     def explanationOf(self, segNode) -> dict | None:
         if segNode is None or not segNode.GetAttribute(RESULT_ATTRIBUTE):

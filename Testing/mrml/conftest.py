@@ -103,10 +103,20 @@ def module():
     return m
 
 
+def new_scene():
+    """A real scene with what the Markups module registers at start-up in Slicer (its JSON
+    storage nodes: without them a markups node has no storage and a bundle drops its data)."""
+    import slicer
+    scene = slicer.vtkMRMLScene()
+    for cls in ("vtkMRMLMarkupsJsonStorageNode", "vtkMRMLMarkupsROIJsonStorageNode"):
+        scene.RegisterNodeClass(getattr(slicer, cls)())
+    return scene
+
+
 @pytest.fixture
 def scene(module, tmp_path):
     """A fresh real scene as ``slicer.mrmlScene`` (and the app's temporary path in tmp_path)."""
     import slicer
-    slicer.mrmlScene = slicer.vtkMRMLScene()
+    slicer.mrmlScene = new_scene()
     slicer.app.temporaryPath = str(tmp_path)
     return slicer.mrmlScene

@@ -1,7 +1,8 @@
 """The module's Logic and observers against real MRML classes (slicer-core): placing a point
 or a box enables Explain, ROI bounds, the results table (also without the 5.8+ header call),
 players.seg.nrrd read into a real segmentation node with the overlay's display rules applied,
-and a result that survives a saved and reloaded scene without its folder."""
+a result that survives a saved and reloaded scene without its folder, and a scene bundle (.mrb)
+that reopens with CT, region, players and table."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ import types
 import numpy as np
 import pytest
 import slicer
+from conftest import new_scene
 
 def params(module, **kw):
     base = dict(inputVolume=slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT"),
@@ -207,6 +209,67 @@ def test_a_saved_scene_keeps_the_result_without_its_folder(module, scene, tmp_pa
     assert got is not None and got["players"] == expl["players"] and "history" not in got["shapley"]
     assert result_view.summary_text(got).startswith("soft_dice of kidney_left")
     assert module.ShapSegExplainLogic.colorScale(got) == pytest.approx(0.8)
+
+
+def test_save_as_scene_writes_a_bundle_that_reopens_without_the_result_folder(module, scene, tmp_path):
+    """"Save as scene" (teaching, review sessions): one .mrb that a fresh scene reads back with
+    the CT, the region, the players (names with φ, colours, explanation.json on the node) and
+    the table, after the result folder is gone."""
+    import SimpleITK as sitk
+    import vtk
+
+    from ShapSegExplainLib.panel import result_view
+    from ShapSegExplainLib.run.outputs import write_players_seg
+    expl = explanation()
+    players, folder = expl["players"], tmp_path / "result"
+    folder.mkdir()
+    ct_voxels = np.arange(6 * 12 * 16, dtype=np.int16).reshape(6, 12, 16)
+    ct = slicer.util.addVolumeFromArray(ct_voxels, name="CT")
+    ids = np.zeros((6, 12, 16), np.int32)
+    for i in range(len(players)):
+        ids[:, i, 2:10] = i + 1
+    write_players_seg(folder / "players.seg.nrrd", sitk.GetImageFromArray(ct_voxels), ids, players)
+    (folder / "explanation.json").write_text(json.dumps(expl))
+    seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "ShapSegExplain run 1")
+    storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    storage.SetFileName(str(folder / "players.seg.nrrd"))
+    assert storage.ReadData(seg)
+    seg.SetAndObserveStorageNodeID(storage.GetID())
+    seg.CreateDefaultDisplayNodes()
+    seg.SetAttribute(module.RESULT_ATTRIBUTE, str(folder))
+    seg.SetAttribute(module.RESULT_JSON_ATTRIBUTE, result_view.compact_explanation(expl))
+    logic = module.ShapSegExplainLogic()
+    seg.SetNodeReferenceID(module.TABLE_REFERENCE, logic.makeTable(expl, seg.GetName()).GetID())
+    roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "finding box")
+    roi.SetCenter(4.0, 5.0, 6.0)
+    roi.SetSize(3.0, 2.0, 1.0)
+
+    size = logic.saveSceneBundle(tmp_path / "review")
+    bundle = tmp_path / "review.mrb"
+    assert bundle.is_file() and size == bundle.stat().st_size > 0
+    print(f"bundle: {size} bytes")
+    shutil.rmtree(folder)                                           # another computer: no result folder
+    reopened = new_scene()
+    io, cache = slicer.vtkDataIOManager(), slicer.vtkCacheManager()
+    cache.SetRemoteCacheDirectory(str(tmp_path / "cache"))
+    io.SetCacheManager(cache)
+    reopened.SetDataIOManager(io)
+    assert reopened.ReadFromMRB(str(bundle))
+    got_ct = reopened.GetFirstNodeByName("CT")
+    assert np.array_equal(vtk.util.numpy_support.vtk_to_numpy(got_ct.GetImageData().GetPointData().GetScalars())
+                          .reshape(ct_voxels.shape), ct_voxels)
+    got_roi = reopened.GetFirstNodeByName("finding box")
+    assert list(got_roi.GetCenter()) == [4.0, 5.0, 6.0] and list(got_roi.GetSize()) == [3.0, 2.0, 1.0]
+    got = reopened.GetFirstNodeByName("ShapSegExplain run 1")
+    segmentation = got.GetSegmentation()
+    assert segmentation.GetNumberOfSegments() == len(players)
+    for p in players:
+        segment = segmentation.GetSegment(f"player_{p['id']}")
+        assert segment.GetName() == f"{p['name']} ({p['phi']:+.3g})"
+        assert float(_tag(segment, "ShapSegExplain.phi")) == pytest.approx(p["phi"])
+    assert logic.explanationOf(got)["players"] == players
+    table = got.GetNodeReference(module.TABLE_REFERENCE)
+    assert table is not None and table.GetNumberOfRows() == len(players)
 
 
 def test_an_older_slicer_disables_explain_with_one_line(module, scene, monkeypatch):
