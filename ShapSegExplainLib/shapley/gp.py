@@ -218,7 +218,11 @@ class GameGP:
         eig, vec = np.linalg.eigh(self._hessian(theta))
         eig = np.maximum(eig, 1.0 / (float(np.max(box[:, 1] - box[:, 0])) / 4) ** 2)
         cov = (vec / eig) @ vec.T * LAPLACE_WIDEN ** 2
-        thetas = np.clip(rng.multivariate_normal(theta, cov, size=draws), box[:, 0], box[:, 1])
+        # drawn through cov's Cholesky factor, which is unique: Generator.multivariate_normal
+        # factors by SVD, whose singular vectors' signs and order follow the BLAS thread count,
+        # so the same seed gave other draws (and SEs 3.6x apart) on another machine
+        draws_z = rng.standard_normal((draws, len(theta)))
+        thetas = np.clip(theta + draws_z @ np.linalg.cholesky(cov).T, box[:, 0], box[:, 1])
         fits = []
         for t in thetas:
             try:

@@ -203,3 +203,35 @@ def test_a_game_that_is_zero_everywhere_gives_zero_values(stop_after):
     res = shapley_values(game, m, 64, seed=0, estimator="gp", stop=stop, batch_size=4)
     assert np.array_equal(res.values, np.zeros(m)) and np.all(np.isfinite(res.se))
     assert (res.n_evaluations < 2 * m + 2) == (stop_after is not None)
+
+
+SE_OF_A_RECORDED_GAME = r"""
+import json, sys
+import numpy as np
+from ShapSegExplainLib.shapley.estimator import shapley_values
+z = np.load(sys.argv[1])
+m = z["tile_roots"].shape[1]
+table = z["proxy"]
+game = lambda c: table[(np.asarray(c, bool).astype(np.int64) << np.arange(m)).sum(axis=1)]
+r = shapley_values(game, m, 4 * m, seed=0, threshold=0.01, estimator="gp")
+print(json.dumps({"values": r.values.tolist(), "se": r.se.tolist()}))
+"""
+
+
+def test_the_gp_intervals_do_not_depend_on_the_blas_thread_count():
+    """A real held-out game (its proxy, 28 coalitions): θ's draws once followed the BLAS
+    thread count (an SVD's signs), and one run gave SEs 3.6x apart on one and two threads."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    game = Path(__file__).resolve().parents[2] / "benchmarks" / "games" / "heldout" / "blur-fp-kidney_right-3.npz"
+    runs = []
+    for threads in ("1", "2"):
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        out = subprocess.run([sys.executable, "-c", SE_OF_A_RECORDED_GAME, str(game)], env=env,
+                             capture_output=True, text=True, check=True)
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert np.allclose(runs[0]["values"], runs[1]["values"], rtol=1e-9, atol=0)
+    assert np.allclose(runs[0]["se"], runs[1]["se"], rtol=1e-6, atol=0), (runs[0]["se"], runs[1]["se"])
