@@ -151,7 +151,6 @@ class NNUNetModel:
         import inspect
 
         from batchgenerators.utilities.file_and_folder_operations import load_json
-        from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
         from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -166,10 +165,7 @@ class NNUNetModel:
             raise ShapSegError(f"the model in {self.model_dir} is nnU-Net's 2D configuration '{configuration}'; "
                                "ShapSegExplain explains 3D configurations (3d_fullres, 3d_lowres)", "unsupported_model")
         trainer_name = first["trainer_name"]
-        try:
-            trainer_class = recursive_find_trainer_class_by_name(trainer_name)
-        except RuntimeError:            # newer nnU-Net raises where older returned None
-            trainer_class = None
+        trainer_class = find_trainer_class(trainer_name)
         if trainer_class is None:
             raise ShapSegError(f"cannot load the nnU-Net model in {self.model_dir}: trainer class '{trainer_name}' "
                                "is not installed (nnU-Net looks in nnunetv2.training and $nnUNet_extTrainer)",
@@ -334,3 +330,22 @@ def load_model(model_dir: str | Path, **kwargs) -> NNUNetModel:
 def load_model_for(source) -> NNUNetModel:
     """The model a job (or parsed ``shapseg`` options) names, loaded as it says."""
     return NNUNetModel(ModelSettings.of(source))
+
+
+def find_trainer_class(name: str):
+    """nnU-Net's own trainer lookup, or None. 2.7+ has ``find_objects`` (it also searches
+    $nnUNet_extTrainer, and raises where 2.6 returned None); 2.6, what pip picks beside the
+    torch 2.9 that Slicer's PyTorch extension installs (nnunetv2 2.8 excludes torch 2.9), looks in
+    ``nnunetv2.training.nnUNetTrainer`` as its ``predict_from_raw_data`` does
+    (``benchmarks/slicer_env``)."""
+    try:
+        from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+    except ModuleNotFoundError:
+        import nnunetv2
+        from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+        return recursive_find_python_class(str(Path(nnunetv2.__path__[0]) / "training" / "nnUNetTrainer"), name,
+                                           "nnunetv2.training.nnUNetTrainer")
+    try:
+        return recursive_find_trainer_class_by_name(name)
+    except RuntimeError:
+        return None

@@ -1,5 +1,9 @@
 """The coarse level: enumerated where the memo makes it cheap, else sampled with a budget that
-doubles until its top drivers are resolved (``hierarchy.coarse_game``)."""
+doubles until the answer is settled (``hierarchy.coarse_game``)."""
+import json
+import sys
+from pathlib import Path
+
 import numpy as np
 
 from ShapSegExplainLib.display import resolved_count
@@ -59,12 +63,13 @@ def test_a_dear_one_is_sampled_and_its_budget_doubles_until_its_top_is_resolved(
     assert set(order) <= {0, 1, 2}                                  # what it names are true drivers
 
 
-def test_the_doubling_ends_at_its_cap_or_when_the_run_must_stop():
+def test_the_doubling_ends_in_enumeration_or_when_the_run_must_stop():
     def symmetric(c):                                               # all equal: never resolved
         return np.atleast_2d(np.asarray(c, bool)).all(axis=1) * 1.0
     games = Budgets(symmetric, 10 ** 9)
     res = coarse(games)
-    assert len(games.budgets) == 1 + hierarchy.ESCALATIONS and resolved_count(res.values, res.se) == 0
+    assert games.budgets == [40, 80, 160, 320, 640, 2 ** M] and res.exact
+    np.testing.assert_allclose(res.values, 1.0 / M, atol=1e-12)
     games = Budgets(conjunctive, 10 ** 9)
     coarse(games, stop=lambda: "time_limit")
     assert games.budgets == [hierarchy.level_budget(M)]
@@ -77,3 +82,37 @@ def test_with_a_proxy_the_exact_residual_coalitions_double_too():
     games = Budgets(conjunctive, 10 ** 9, proxy=proxy, residual=6)
     coarse(games)
     assert len(games.budgets) > 1 and games.residuals[0] is None and games.residuals[1:] == [6 * 2 ** k for k in range(1, len(games.budgets))]
+
+
+def test_after_a_doubling_the_intervals_hold_the_change_since_the_half_budget():
+    games = Budgets(conjunctive, 10 ** 9)
+    res = coarse(games)
+    half = hierarchy.AtomGames(conjunctive).play(np.eye(M, dtype=bool), M, games.budgets[-2], 0, lambda: None, SETTINGS)
+    assert np.all(res.se >= np.abs(res.values - half.values) - 1e-12)
+    total = np.abs(res.values).sum()
+    assert np.abs(res.values - half.values).sum() <= hierarchy.SUMMED_SE * total
+    assert res.se.sum() <= hierarchy.SUMMED_SE * total
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_gp_sure_of_a_wrong_answer_on_a_real_game_is_not_trusted():
+    """A recorded real finding (tuning split): on 24 proxy coalitions the GP fits the conjunctive
+    game by its top-order dividend, spreads v(N) over every player and is sure of it (SE 0.002
+    on errors of 0.1). Its own SEs would let it stand; the change since the half budget does not."""
+    sys.path.insert(0, str(ROOT / "benchmarks" / "heldout"))
+    import evaluate
+    assert json.loads((ROOT / "benchmarks/heldout/split.json").read_text())["split"]["shift-fp-spleen-2"] == "tuning"
+    g = evaluate.Recorded.load(evaluate.GAMES / "shift-fp-spleen-2.npz")
+    namable = np.array([n != "context (rest of crop)" for n in g.names])
+    games = hierarchy.AtomGames(g.game, g.proxy, None, 6, lambda membership: 10 ** 9)
+    first = games.play(np.eye(g.m, dtype=bool), g.m, hierarchy.level_budget(g.m), 1, lambda: None, SETTINGS)
+    scale = np.abs(g.shapley).sum()
+    assert resolved_count(first.values, first.se, namable) and first.se.sum() <= hierarchy.SUMMED_SE * scale
+    assert np.abs(first.values - g.shapley).sum() > 0.2 * scale
+    g.reset()
+    res = hierarchy.coarse_game(games, np.eye(g.m, dtype=bool), hierarchy.level_budget(g.m), 1, lambda: None,
+                                SETTINGS, 0, namable)
+    assert np.abs(res.values - g.shapley).sum() <= 0.15 * scale
+    assert np.all(np.abs(res.values - g.shapley) <= 1.96 * res.se + 1e-12)

@@ -112,16 +112,17 @@ def enumeration_forwards(g: Recorded) -> int:
     return int(sum(2 ** int(k) - 1 for k in g.tile_roots.sum(axis=1)))
 
 
-def coarse_level(exact_forwards: int):
+def coarse_level(exact_forwards: int, tolerance: float = hierarchy.SUMMED_SE):
     """The coarse level as ``hierarchy.coarse_game`` plays it (``exact_forwards`` 0: always sampled,
-    the path taken where enumerating is dear)."""
+    the path taken where enumerating is dear; ``tolerance``: its summed-SE stop)."""
     from ShapSegExplainLib.players.maps import CONTEXT_NAME
 
     def run(g: Recorded, seed: int):
         games = hierarchy.AtomGames(g.game, g.proxy, None, 6, lambda membership: enumeration_forwards(g))
         namable = np.array([n != CONTEXT_NAME for n in g.names])
         return hierarchy.coarse_game(games, np.eye(g.m, dtype=bool), hierarchy.level_budget(g.m), seed,
-                                     lambda: None, {"threshold": 0.01, "estimator": "gp"}, exact_forwards, namable)
+                                     lambda: None, {"threshold": 0.01, "estimator": "gp"}, exact_forwards, namable,
+                                     tolerance)
     return run
 
 

@@ -222,6 +222,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "shapseg-heldout")
     ap.add_argument("--max-forwards", type=int, default=2400)
+    ap.add_argument("--files-only", action="store_true",
+                    help="only write the recorded findings' files into --work (a new machine), keeping findings.json and split.json")
     args = ap.parse_args(argv)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -229,6 +231,7 @@ def main(argv=None) -> None:
     names = json.loads(LABELS.read_text())
     unit_ml = float(np.prod(ct.GetSpacing())) / 1000
     p = predictor()
+    recorded = {f["id"] for f in json.loads(FINDINGS.read_text())["findings"]} if args.files_only else set()
     findings: list[Finding] = []
     for v in VARIANTS:
         d = work / v.name
@@ -245,11 +248,16 @@ def main(argv=None) -> None:
             if kept[kind] == QUOTA[kind]:
                 continue
             fid = f"{v.name}-{kind}-{target}-{k}"
+            if args.files_only and fid not in recorded:
+                continue
             sitk.WriteImage(like(roi.astype(np.uint8), ct, v), str(d / f"{fid}.roi.nii.gz"), True)
             sitk.WriteImage(like((ref == ABDO7[target]).astype(np.uint8), ct, v), str(d / f"{target}.ref.nii.gz"), True)
             f = Finding(fid, v.name, kind, target, "soft_fp" if kind == "fp" else "soft_dice",
                         round(float(roi.sum() * unit_ml), 1), f"{v.name}/{fid}.roi.nii.gz", f"{v.name}/ct.nii.gz",
                         f"{v.name}/anatomy.nii.gz", f"{v.name}/anatomy.json", f"{v.name}/{target}.ref.nii.gz")
+            if args.files_only:
+                findings.append(f)
+                continue
             f.players, f.enumeration_forwards = enumeration_cost(f, work)
             ok = MIN_PLAYERS <= f.players <= MAX_PLAYERS and f.enumeration_forwards <= args.max_forwards
             print(f"{fid}: {f.ml} mL, M={f.players}, {f.enumeration_forwards} forwards{'' if ok else ' (left out)'}",
@@ -257,6 +265,10 @@ def main(argv=None) -> None:
             if ok:
                 findings.append(f)
                 kept[kind] += 1
+    if args.files_only:
+        missing = recorded - {f.id for f in findings}
+        print(f"{len(findings)} findings' files written to {work}" + (f"; not found: {sorted(missing)}" if missing else ""))
+        raise SystemExit(1 if missing else 0)
     FINDINGS.write_text(json.dumps({"command": "python benchmarks/heldout/make_findings.py",
                                     "findings": [asdict(f) for f in findings]}, indent=1) + "\n")
     split = {f.id: split_of(f.id) for f in findings}
