@@ -89,7 +89,7 @@ def main(argv=None) -> None:
     step(log, "pytorch_extension", [*pip, *args.torch], args.out)
     step(log, "module_installer", [py, "-c", INSTALL, str(args.out / "constraints.txt")], args.out, env=env)
     step(log, "pip_check", [py, "-m", "pip", "check"], args.out)
-    freeze = subprocess.run([py, "-m", "pip", "freeze"], capture_output=True, text=True).stdout
+    freeze = subprocess.run([py, "-m", "pip", "freeze", "--all"], capture_output=True, text=True).stdout
     log["versions"] = {norm(n): v for n, v in re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+)$", freeze, re.M)}
     wanted = dict(p.split("==") for p in log["pins"])
     changed = {n: (v, log["versions"].get(norm(n))) for n, v in wanted.items() if log["versions"].get(norm(n)) != v}
