@@ -34,6 +34,14 @@ R9  A right-click in a slice view passes the *scene's* item and ``eventData`` wi
     and ``WorldPosition``; each plugin's registered view actions are hidden, then its
     ``showViewContextMenuActionsForItem`` decides; the visible ones form the menu
     (``qSlicerSubjectHierarchyPluginLogic.cxx:536-613``).
+R10 The module's ``parent`` is the C++ ``qSlicerScriptedLoadableModule``: the properties its header
+    redeclares with WRITE may be set (``qSlicerScriptedLoadableModule.h:37-48``); ``name``, ``path``,
+    ``logo`` and the rest of ``qSlicerAbstractCoreModule.h:78-183`` / ``qSlicerAbstractModule.h:45``
+    are read-only, and PythonQt raises ``AttributeError`` on a write to one ("... is not writable")
+    and on any new attribute of a C++ object ("creating new attributes on C++ objects is not
+    allowed"; PythonQt v3.6.1 ``PythonQtInstanceWrapper.cpp:608-733``, which CTK's pin patches).
+    The base class ``ScriptedLoadableModule.__init__`` sets title, categories, dependencies,
+    contributors, helpText, acknowledgementText and reads ``path`` (``ScriptedLoadableModule.py:23-41``).
 """
 from __future__ import annotations
 
@@ -252,6 +260,32 @@ def scene() -> dict[str, Node]:
 
 
 # ----- the slicer, qt, ctk, vtk modules -------------------------------------------------------
+class ScriptedModule:
+    """The C++ module a scripted module gets as ``parent`` (R10): only its writable properties
+    may be set; a read-only one or a new name raises as PythonQt does."""
+    WRITABLE = frozenset({"title", "categories", "contributors", "associatedNodeTypes", "helpText",
+                          "acknowledgementText", "extensions", "icon", "hidden", "dependencies", "index",
+                          "widgetRepresentationCreationEnabled", "objectName"})
+    READ_ONLY = frozenset({"name", "slicerWikiUrl", "defaultDocumentationLink", "path", "isInstalled",
+                           "isBuiltIn", "logo"})
+
+    def __init__(self, path: Path):
+        object.__setattr__(self, "path", str(path))
+
+    def __setattr__(self, name, value):
+        if name in self.READ_ONLY:
+            raise AttributeError(f"Property '{name}' of qSlicerScriptedLoadableModule object is not writable")
+        if name not in self.WRITABLE:
+            raise AttributeError(f"'{name}' does not exist on qSlicerScriptedLoadableModule and creating new "
+                                 "attributes on C++ objects is not allowed")
+        object.__setattr__(self, name, value)
+
+    def __getattr__(self, name):          # an unset writable property reads as Qt's default
+        if name in self.WRITABLE:
+            return None
+        raise AttributeError(name)
+
+
 def install_slicer(record: dict) -> types.ModuleType:
     def mod(name, **attrs):
         m = types.ModuleType(name)
@@ -262,8 +296,12 @@ def install_slicer(record: dict) -> types.ModuleType:
     nodes = scene()
 
     class ScriptedLoadableModule:
-        def __init__(self, parent):
+        def __init__(self, parent):         # the real base's writes and read (R10)
             self.parent = parent
+            parent.title = "Untitled Module"
+            parent.categories, parent.dependencies, parent.contributors = [], [], ["Andras Lasso (PerkLab)"]
+            parent.helpText = parent.acknowledgementText = ""
+            _ = parent.path
 
     def base(name):
         return type(name, (), {"__init__": lambda self, *a, **k: None})
@@ -329,7 +367,7 @@ def instantiate(folder: Path) -> list[list[str]]:
             module = load_source_as_module(name, path)
             if not hasattr(module, name):
                 raise LookupError(f"class {name} was not found in file {path}")
-            getattr(module, name)(types.SimpleNamespace())
+            getattr(module, name)(ScriptedModule(path))
         except Exception as e:     # Slicer prints the traceback and lists the module
             failed.append([name, f"{type(e).__name__}: {e}"])
     return failed

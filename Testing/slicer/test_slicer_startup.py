@@ -106,3 +106,16 @@ class ProbeSubjectHierarchyPlugin(AbstractScriptedSubjectHierarchyPlugin):
     assert [f[0] for f in record["failed"]] == ["Helper"] and "class Helper was not found" in record["failed"][0][1]
     assert record["startup_errors"][0].startswith("TypeError")
     assert record["plugins"] == {"Probe": []} and record["refused"] == ["Probe"]
+
+
+def test_a_module_parent_takes_only_what_slicer_lets_python_write(tmp_path):
+    """R10: the module's own writes pass (the first test), while a read-only property of the C++
+    module or a new attribute on it fails to instantiate, as PythonQt raises on both."""
+    for name, line in (("ReadOnly", "parent.name = 'x'"), ("NewName", "parent.helpURL = 'x'"),
+                       ("Allowed", "parent.title = 'x'; parent.hidden = True; parent.index = 3")):
+        (tmp_path / f"{name}.py").write_text(f"class {name}:\n    def __init__(self, parent):\n        {line}\n")
+    record = start_slicer(tmp_path)
+    failed = dict(record["failed"])
+    assert sorted(failed) == ["NewName", "ReadOnly"]
+    assert failed["ReadOnly"] == "AttributeError: Property 'name' of qSlicerScriptedLoadableModule object is not writable"
+    assert "creating new attributes on C++ objects is not allowed" in failed["NewName"]
