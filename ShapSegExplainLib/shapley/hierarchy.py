@@ -59,7 +59,7 @@ from .proxy import residual_design, with_proxy
 
 MAX_SCALE = 4.0            # the proportional split only where φ_p / m_p ≤ this (``split_value``)
 EXACT_ROOT_FORWARDS = 300   # the coarse game is enumerated when that costs at most this many tile forwards (tuning split)
-SUMMED_SE = 0.20            # ... else sampled, its budget doubled until ΣSE ≤ this share of Σ|φ| and its top is resolved
+SUMMED_SE = 0.20            # ... else sampled, its budget doubled until ΣSE and the summed change since the half budget are ≤ this share of Σ|φ| (tuning split)
 EXACT_CHILDREN = 5          # a refinement enumerates every coalition of up to this many children
 BUDGET_PER_CHILD = 4        # ... and samples this many coalitions per child beyond it (GP estimator)
 
