@@ -29,6 +29,8 @@ def main(argv=None) -> None:
     ap.add_argument("--estimators", nargs="+", default=["gp", "wls"])
     ap.add_argument("--factor", type=int, default=4, help="coalitions per player")
     args = ap.parse_args(argv)
+    for est in args.estimators:                 # first calls load SciPy's solvers: not the estimator's time
+        shapley_values(unanimity_game(5, 2), 5, 12, seed=0, threshold=0.0, estimator=est)
     print("| M | coalitions | " + " | ".join(f"{e}: seconds · error" for e in args.estimators) + " |")
     print("|---|---|" + "---|" * len(args.estimators))
     for m in args.players:
