@@ -183,7 +183,8 @@ def coarse_game(games: AtomGames, membership: np.ndarray, budget: int, seed: int
     """The first answer, which every finer level inherits: every later level only shares out
     its values. Enumerated when the memo makes that cheap (``AtomGames.enumeration`` ≤
     ``exact_forwards``). Else sampled with ``budget`` coalitions, the budget doubling until the
-    answer is *settled* (``settled``: its top is resolved and ΣSE ≤ ``tolerance``·Σ|φ|) or
+    answer is *settled* (``settled``: its top resolved, ΣSE and the summed change since the
+    half budget ≤ ``tolerance``·Σ|φ|; after a doubling each SE holds its change) or
     ``stop`` says so; the proxy's exact coalitions double with it (its residual may be what
     leaves it unsettled). A doubling that reaches 2^M enumerates the game, and then the memo
     already holds every tile the samples ran. A replay costs only coalitions not played yet,

@@ -114,7 +114,7 @@ def enumeration_forwards(g: Recorded) -> int:
 
 def coarse_level(exact_forwards: int, tolerance: float = hierarchy.SUMMED_SE):
     """The coarse level as ``hierarchy.coarse_game`` plays it (``exact_forwards`` 0: always sampled,
-    the path taken where enumerating is dear; ``tolerance``: its summed-SE stop)."""
+    the path taken where enumerating is dear; ``tolerance``: ``hierarchy.settled``'s share of Σ|φ|)."""
     from ShapSegExplainLib.players.maps import CONTEXT_NAME
 
     def run(g: Recorded, seed: int):

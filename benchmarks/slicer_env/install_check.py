@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from packaging.utils import canonicalize_name as norm   # a name as pip compares them (PEP 503)
+
 ROOT = Path(__file__).resolve().parents[2]
 PINS = ROOT / "Testing" / "slicer" / "slicer_5.10.0_python_packages.txt"
 INSTALL = """
@@ -52,11 +54,6 @@ def pins(path: Path = PINS) -> list[str]:
         if req:
             out.append(req)
     return out
-
-
-def norm(name: str) -> str:
-    """A distribution name as pip compares them (PEP 503)."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def step(log: dict, name: str, cmd: list[str], out: Path, **kw) -> subprocess.CompletedProcess:
