@@ -12,6 +12,21 @@ SPLITS = ("proportional", "equal")                       # shapley.hierarchy: ho
 DEVICES = ("auto", "cpu", "cuda")                        # nnunet.model (also "cuda:N")
 MIN_UNBIASED = 6     # shapley.proxy: a residual of ∅, N and two complementary pairs, the fewest with an SE
 
+BUILT_IN = {"players": PLAYERS, "value": VALUES}
+_ADDED: dict[str, list[str]] = {"players": [], "value": []}
+
+
+def allowed(field: str) -> tuple[str, ...]:
+    """The names a choice field takes: the built-ins, then those a plug-in registered
+    (``players.maps.register_player_kind``, ``shapley.values.register_value``)."""
+    return BUILT_IN[field] + tuple(_ADDED[field])
+
+
+def add(field: str, name: str) -> None:
+    """Accept ``name`` for ``field`` from now on (job check, command line, API)."""
+    if name not in allowed(field):
+        _ADDED[field].append(name)
+
 
 def check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
     """Raise the engine's one-line error when ``value`` is not one of ``allowed``."""

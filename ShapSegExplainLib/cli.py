@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Sequence
 
-from .choices import DEVICES, ESTIMATORS, MIN_UNBIASED, PLAYERS, REFINE_BY, SPLITS, STRATEGIES, VALUES
+from .choices import DEVICES, ESTIMATORS, MIN_UNBIASED, REFINE_BY, SPLITS, STRATEGIES, allowed
 from .errors import ShapSegError
 
 EXIT_BAD_INPUT = 2
@@ -29,7 +29,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", required=True, help="nnU-Net v2 results folder (plans.json, dataset.json, fold_*)")
     g.add_argument("--configuration", default=None, help="configuration, when the folder holds several")
     g.add_argument("--folds", nargs="+", default=None, help="folds to ensemble (default: all present)")
-    g.add_argument("--checkpoint", default="checkpoint_final.pth")
+    g.add_argument("--checkpoint", default="checkpoint_final.pth", help="checkpoint file in each fold (default %(default)s)")
     g.add_argument("--mirroring", dest="mirroring", action="store_true", default=False,
                    help="explain with nnU-Net's mirroring test-time augmentation (8 network passes per tile in 3D; "
                         "default: the network's single pass)")
@@ -118,7 +118,7 @@ def add_player_args(p: argparse.ArgumentParser) -> None:
     from .players.maps import PlayerSettings
     d = PlayerSettings()
     g = p.add_argument_group("players")
-    g.add_argument("--players", default=d.abstraction, choices=PLAYERS,
+    g.add_argument("--players", default=d.abstraction, choices=allowed("players"),
                    help="organ units, FCC supervoxels, hybrid organ-aware supervoxels, or SLIC (default %(default)s)")
     g.add_argument("--spacing-mm", type=float, default=d.spacing_mm,
                    help="FCC lattice spacing D in mm; also the target SLIC size (default %(default)s)")
@@ -150,7 +150,7 @@ def cmd_players(args) -> int:
     plan = plan_roi(model, case, roi)
     anatomy = anatomy_for_case(case, plan, PlayerSettings.of(args), args.anatomy, args.anatomy_labels)
     out = []
-    for abstraction in (PLAYERS if args.compare else (args.players,)):
+    for abstraction in (allowed("players") if args.compare else (args.players,)):
         pmap = players_for_case(case, plan, PlayerSettings.of(args, abstraction), anatomy=anatomy)
         rows = player_table(pmap, plan, case.spacing, case.network_to_ras)
         out.append({"summary": map_summary(pmap, plan, case.spacing, rows), "players": rows})
@@ -195,7 +195,7 @@ def add_explain_args(p: argparse.ArgumentParser) -> None:
     from .shapley.estimator import BUDGET_PER_PLAYER, EXACT_MAX_PLAYERS
     d = ExplainJob(ct="", model="", target="", out="")
     g = p.add_argument_group("what is explained")
-    g.add_argument("--value", default=d.value, choices=VALUES, help="value function (default %(default)s)")
+    g.add_argument("--value", default=d.value, choices=allowed("value"), help="value function (default %(default)s)")
     g.add_argument("--normalized", action="store_true", help="divide by the unperturbed value (full coalition = 1)")
     g.add_argument("--reference", default=None,
                    help="reference mask in the CT's geometry (ground truth); default: the unperturbed prediction "
@@ -443,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "(default %(default)s)")
     p.set_defaults(func=cmd_study)
     p = sub.add_parser("worker", help="run a job file; JSON lines on stdout (what the Slicer module starts)")
-    p.add_argument("job", help="job file (JSON; the fields of ShapSegExplainLib.job.ExplainJob)")
+    p.add_argument("job", help="job file (JSON; the fields of ShapSegExplainLib.run.job.ExplainJob)")
     p.set_defaults(func=cmd_worker)
     return parser
 

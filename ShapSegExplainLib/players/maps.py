@@ -18,11 +18,12 @@ Abstractions inside the support:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import numpy as np
 from scipy import ndimage
 
-from ..choices import PLAYERS
+from .. import choices
 from ..errors import ShapSegError
 from ..nnunet.grid import RoiPlan
 from .anatomy import Anatomy, build_anatomy
@@ -52,8 +53,8 @@ class PlayerSettings:
         return cls(abstraction=abstraction or source.players, **{f: getattr(source, f) for f in names}).check()
 
     def check(self) -> "PlayerSettings":
-        if self.abstraction not in PLAYERS:
-            raise ShapSegError(f"unknown players '{self.abstraction}' (use {', '.join(PLAYERS)})", "bad_option")
+        if self.abstraction not in PLAYER_KINDS:
+            raise ShapSegError(f"unknown players '{self.abstraction}' (use {', '.join(PLAYER_KINDS)})", "bad_option")
         for name in ("spacing_mm", "slic_compactness"):
             if not getattr(self, name) > 0:
                 raise ShapSegError(f"{name.replace('_', '-')} must be positive", "bad_option")
@@ -117,6 +118,59 @@ def roi_centre(plan: RoiPlan) -> tuple[float, float, float]:
     return tuple(float(c) for c in np.argwhere(plan.roi_in_crop).mean(axis=0))
 
 
+@dataclass(frozen=True)
+class Crop:
+    """What a kind of player cuts: the crop's geometry, the anatomy and the support around the ROI."""
+    plan: RoiPlan
+    spacing: np.ndarray                 # mm, (z, y, x)
+    anatomy: Anatomy
+    support: np.ndarray                 # bool over the crop
+    settings: PlayerSettings
+    centre: tuple[float, float, float]  # the ROI's centroid, crop voxels
+    intensities: np.ndarray | None      # the crop's normalised image (kinds with ``intensities``)
+
+
+@dataclass(frozen=True)
+class PlayerKind:
+    """A way to cut the support into players. ``cells(crop)`` labels the crop's voxels (any
+    integers); every player is then one connected piece of one cell, of one organ too when
+    ``by_organ(settings)``, with pieces below the minimum size merged into a neighbour (of the
+    same organ). ``label`` names the players (``cell 7``); without one they are named by organ.
+    ``whole_organs``: one player per organ, its pieces together (``organ``; ``cells`` unused)."""
+    name: str
+    cells: Callable[[Crop], np.ndarray] | None
+    by_organ: Callable[[PlayerSettings], bool] = lambda settings: True
+    label: str = ""
+    intensities: bool = False
+    whole_organs: bool = False
+
+
+PLAYER_KINDS: dict[str, PlayerKind] = {}
+
+
+def register_player_kind(kind: PlayerKind) -> PlayerKind:
+    """Add a kind of player: jobs, ``shapseg explain --players`` (parsed after this) and the API
+    accept its name from now on (docs/extending.md). It plays flat (coarse to fine: ``levels``)."""
+    PLAYER_KINDS[kind.name] = kind
+    choices.add("players", kind.name)
+    return kind
+
+
+def fcc_cell_codes(crop: Crop) -> np.ndarray:
+    return encode_cells(fcc_cells(crop.plan.crop_shape, crop.spacing, crop.centre, crop.settings.spacing_mm))
+
+
+def slic_cells(crop: Crop) -> np.ndarray:
+    return slic_regions(crop.intensities, crop.support, crop.spacing, crop.settings)
+
+
+for _kind in (PlayerKind("organ", None, whole_organs=True),
+              PlayerKind("fcc", fcc_cell_codes, by_organ=lambda s: False, label="cell"),
+              PlayerKind("hybrid", fcc_cell_codes),
+              PlayerKind("slic", slic_cells, by_organ=lambda s: s.slic_anatomy, label="region", intensities=True)):
+    register_player_kind(_kind)
+
+
 def build_players(plan: RoiPlan, spacing, anatomy: Anatomy, support: np.ndarray,
                   settings: PlayerSettings = PlayerSettings(), intensities: np.ndarray | None = None) -> PlayerMap:
     """The player map of one abstraction over the crop (``intensities``: crop image for SLIC)."""
@@ -126,22 +180,15 @@ def build_players(plan: RoiPlan, spacing, anatomy: Anatomy, support: np.ndarray,
     voxel_ml = float(np.prod(spacing)) / 1000.0
     min_vox = int(np.ceil(settings.min_ml / voxel_ml))
     codes = anatomy.codes
-    kind = settings.abstraction
-    if kind == "organ":
+    kind = PLAYER_KINDS[settings.abstraction]
+    if kind.intensities and intensities is None:
+        raise ShapSegError(f"{kind.name} players need the crop's intensities", "bad_option")
+    if kind.whole_organs:
         pieces = np.where(support, codes + 1, 0).astype(np.int64)
         by_organ = True
-    elif kind == "fcc":
-        cells = encode_cells(fcc_cells(plan.crop_shape, spacing, centre, settings.spacing_mm))
-        pieces = merge_small(connected_pieces(cells, support), min_vox)
-        by_organ = False
     else:
-        if kind == "hybrid":
-            base = encode_cells(fcc_cells(plan.crop_shape, spacing, centre, settings.spacing_mm))
-        else:
-            if intensities is None:
-                raise ShapSegError("SLIC players need the crop's intensities", "bad_option")
-            base = slic_regions(intensities, support, spacing, settings)
-        by_organ = kind == "hybrid" or settings.slic_anatomy
+        base = kind.cells(Crop(plan, spacing, anatomy, support, settings, centre, intensities))
+        by_organ = kind.by_organ(settings)
         keys = base * (len(anatomy.names) + 1) + codes if by_organ else base
         pieces = connected_pieces(keys, support)
         group = piece_values(pieces, codes) if by_organ else None
@@ -184,7 +231,7 @@ def _order_and_name(pieces, codes, anatomy, plan, spacing, centre, kind, by_orga
     np.minimum.at(first, flat, np.arange(flat.size))
     majority = joint.argmax(axis=1)   # lowest code on ties
     alive = [p for p in range(1, n) if count[p] > 0]
-    if kind == "organ":
+    if kind.whole_organs:
         alive.sort(key=lambda p: majority[p])
     else:
         alive.sort(key=lambda p: (majority[p] if by_organ else 0, dist[p], first[p]))
@@ -203,10 +250,10 @@ def _names(alive, majority, anatomy, kind, by_organ) -> list[Player]:
     players = []
     per_organ: dict[int, int] = {}
     total = {c: sum(1 for p in alive if majority[p] == c) for c in set(int(majority[p]) for p in alive)}
-    label = {"fcc": "cell", "slic": "region"}.get(kind, "")
+    label = kind.label
     for new_id, p in enumerate(alive):
         organ = anatomy.name(int(majority[p]))
-        if kind == "organ":
+        if kind.whole_organs:
             name = organ
         elif by_organ:
             per_organ[majority[p]] = per_organ.get(majority[p], 0) + 1
@@ -214,7 +261,7 @@ def _names(alive, majority, anatomy, kind, by_organ) -> list[Player]:
             name = organ if total[int(majority[p])] == 1 and not label else f"{organ}{sep}{per_organ[majority[p]]}"
         else:
             name = f"{label} {new_id + 1}"
-        players.append(Player(id=new_id, name=name, kind=kind, organ=organ))
+        players.append(Player(id=new_id, name=name, kind=kind.name, organ=organ))
     return players
 
 
@@ -227,7 +274,7 @@ def players_for_case(case, plan: RoiPlan, settings: PlayerSettings, anatomy_sour
     if anatomy is None:
         anatomy = anatomy_for_case(case, plan, settings, anatomy_source, names_file, predictor)
     intensities = None
-    if settings.abstraction == "slic":
+    if PLAYER_KINDS[settings.abstraction].intensities:
         from ..nnunet.tiles import pad_data
         intensities = pad_data(case.model, case.data)[0][plan.crop].numpy()
     return build_players(plan, case.spacing, anatomy, support, settings, intensities)

@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ..choices import DEVICES, ESTIMATORS, MIN_UNBIASED, PLAYERS, REFINE_BY, SPLITS, STRATEGIES, VALUES, check_choice
+from ..choices import DEVICES, ESTIMATORS, MIN_UNBIASED, REFINE_BY, SPLITS, STRATEGIES, allowed, check_choice
 from ..errors import ShapSegError
 
 ROI_KINDS = ("roi_mask", "roi_box", "roi_box_ras", "roi_point", "roi_point_ras")
@@ -125,9 +125,9 @@ class ExplainJob:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not ok(v):
                 raise ShapSegError(f"{name.replace('_', '-')} must be {what}, got {v!r}", "bad_option")
-        for name, allowed in (("players", PLAYERS), ("value", VALUES), ("strategy", STRATEGIES),
-                              ("estimator", ESTIMATORS), ("refine_by", REFINE_BY), ("split", SPLITS)):
-            check_choice(name, getattr(self, name), allowed)
+        for name, names in (("players", allowed("players")), ("value", allowed("value")), ("strategy", STRATEGIES),
+                            ("estimator", ESTIMATORS), ("refine_by", REFINE_BY), ("split", SPLITS)):
+            check_choice(name, getattr(self, name), names)
         if not (self.device in DEVICES or (isinstance(self.device, str) and self.device.startswith("cuda:"))):
             check_choice("device", self.device, DEVICES)
         if not isinstance(self.faithfulness_steps, int) or self.faithfulness_steps < 0:

@@ -23,10 +23,54 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..choices import VALUES
+from .. import choices
 from ..errors import ShapSegError
 
-UNITS = {"tp": "mL", "dice": "", "soft_dice": "", "fp": "mL", "soft_fp": "mL"}
+Formula = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ValueKind:
+    """One thing to explain: ``formula(pred, y, voxel_ml)`` sums the ROI's voxels into one value
+    per coalition (``pred`` (k, n) float64: the target's label indicator, or its probability
+    when ``soft``; ``y`` (n,) the reference), in ``unit``. ``reference``: what ``y`` is when the
+    user gives none, the unperturbed prediction (``"prediction"``) or nothing (``"none"``)."""
+    name: str
+    formula: Formula
+    unit: str = ""
+    soft: bool = False
+    reference: str = "prediction"
+
+
+def _tp(pred, y, voxel_ml):
+    return (pred * y).sum(-1) * voxel_ml
+
+
+def _fp(pred, y, voxel_ml):
+    return (pred * (1 - y)).sum(-1) * voxel_ml
+
+
+def _dice(pred, y, voxel_ml):
+    den = pred.sum(-1) + y.sum()
+    return torch.where(den > 0, 2 * (pred * y).sum(-1) / den.clamp_min(1e-300), torch.ones_like(den))
+
+
+VALUE_KINDS: dict[str, ValueKind] = {}
+
+
+def register_value(kind: ValueKind) -> ValueKind:
+    """Add a value function: jobs, ``shapseg explain --value`` (parsed after this) and the API
+    accept its name from now on (docs/extending.md)."""
+    if kind.reference not in ("prediction", "none"):
+        raise ValueError(f"reference must be 'prediction' or 'none', not {kind.reference!r}")
+    VALUE_KINDS[kind.name] = kind
+    choices.add("value", kind.name)
+    return kind
+
+
+for _kind in (ValueKind("tp", _tp, "mL"), ValueKind("dice", _dice), ValueKind("soft_dice", _dice, soft=True),
+              ValueKind("fp", _fp, "mL", reference="none"), ValueKind("soft_fp", _fp, "mL", soft=True, reference="none")):
+    register_value(_kind)
 
 
 @dataclass
@@ -43,25 +87,18 @@ class ValueFunction:
 
     @property
     def unit(self) -> str:
-        return "" if self.normalized else UNITS[self.name]
+        return "" if self.normalized else VALUE_KINDS[self.name].unit
 
     def __post_init__(self) -> None:
         self._y = torch.from_numpy(np.asarray(self.reference, dtype=np.float64))   # built once: raw() runs per coalition
 
     def raw(self, logits: torch.Tensor) -> np.ndarray:
-        y = self._y
-        if self.name in ("tp", "dice", "fp"):
-            pred = (self.labels_fn(logits) == self.target).to(torch.float64)
-        else:
+        kind = VALUE_KINDS[self.name]
+        if kind.soft:
             pred = self.prob_fn(logits, self.target).to(torch.float64)
-        if self.name == "tp":
-            v = (pred * y).sum(-1) * self.voxel_ml
-        elif self.name in ("fp", "soft_fp"):
-            v = (pred * (1 - y)).sum(-1) * self.voxel_ml
         else:
-            den = pred.sum(-1) + y.sum()
-            v = torch.where(den > 0, 2 * (pred * y).sum(-1) / den.clamp_min(1e-300), torch.ones_like(den))
-        return v.numpy().astype(np.float64)
+            pred = (self.labels_fn(logits) == self.target).to(torch.float64)
+        return kind.formula(pred, self._y, self.voxel_ml).numpy().astype(np.float64)
 
     def __call__(self, logits: torch.Tensor) -> np.ndarray:
         """One coalition at a time: PyTorch's CPU softmax and sums round differently with the
@@ -81,14 +118,14 @@ def make_value_function(name: str, target: int, unperturbed_logits: torch.Tensor
                         labels_fn, prob_fn=softmax_probability, reference: np.ndarray | None = None,
                         normalized: bool = False) -> ValueFunction:
     """A value function; ``unperturbed_logits`` (1, C, n) give Y's default and the normaliser."""
-    if name not in VALUES:
-        raise ShapSegError(f"unknown value '{name}' (use {', '.join(VALUES)})", "bad_option")
+    if name not in VALUE_KINDS:
+        raise ShapSegError(f"unknown value '{name}' (use {', '.join(VALUE_KINDS)})", "bad_option")
     n = unperturbed_logits.shape[-1]
     if reference is not None:
         reference = np.asarray(reference, bool).reshape(-1)
         if reference.size != n:
             raise ShapSegError(f"the reference has {reference.size} ROI voxels, the ROI {n}", "bad_reference")
-    elif name in ("fp", "soft_fp"):
+    elif VALUE_KINDS[name].reference == "none":
         reference = np.zeros(n, bool)
     else:
         reference = (labels_fn(unperturbed_logits)[0] == target).numpy()
