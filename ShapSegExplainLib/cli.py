@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Sequence
 
-from .choices import DEVICES, ESTIMATORS, MIN_UNBIASED, REFINE_BY, SPLITS, STRATEGIES, allowed
+from .choices import DEVICES, REFINE_BY, SPLITS, STRATEGIES, allowed
 from .errors import ShapSegError
 
 EXIT_BAD_INPUT = 2
@@ -193,6 +193,7 @@ def _print_players(result: dict) -> None:
 def add_explain_args(p: argparse.ArgumentParser) -> None:
     from .run.job import ExplainJob
     from .shapley.estimator import BUDGET_PER_PLAYER, EXACT_MAX_PLAYERS
+    from .shapley.settings import add_arguments as add_estimator_arguments
     d = ExplainJob(ct="", model="", target="", out="")
     g = p.add_argument_group("what is explained")
     g.add_argument("--value", default=d.value, choices=allowed("value"), help="value function (default %(default)s)")
@@ -225,16 +226,9 @@ def add_explain_args(p: argparse.ArgumentParser) -> None:
                         "with everything else present (proportional: the Owen value when the player's effect scales "
                         "with its context; a player whose value shows only with others absent is left whole) or "
                         "share the difference equally (equal: the two-step Shapley value) (default %(default)s)")
-    g.add_argument("--threshold", type=float, default=d.threshold,
-                   help="stop when max SE / (max φ - min φ) falls below this (default %(default)s)")
-    g.add_argument("--estimator", default=d.estimator, choices=ESTIMATORS,
-                   help="gp: posterior mean of a Gaussian-process model of the game (default); "
-                        "wls: KernelSHAP's weighted least-squares fit; gp-trees: a tree proxy of the game "
-                        "corrected by the GP on its residuals (more accurate at small budgets, slower fit)")
     g.add_argument("--strategy", default=d.strategy, choices=STRATEGIES,
                    help="tile caching; changes the cost, never the result (default %(default)s)")
     g.add_argument("--seed", type=int, default=d.seed, help="sampling seed (default %(default)s)")
-    g.add_argument("--coalition-batch", type=int, default=None, help="coalitions per batch (default max(M, 32))")
     g.add_argument("--tolerance", type=float, default=d.tolerance,
                    help="freeze ROI tiles whose Gaussian share of the fused logits is at most this; the bound on the "
                         "logit change is reported (default %(default)s: exact)")
@@ -242,13 +236,6 @@ def add_explain_args(p: argparse.ArgumentParser) -> None:
                    help="play a proxy game with the ROI tiles of Gaussian share at most this frozen, and correct it "
                         "with a few exact coalitions per sampled game (--residual-coalitions; a control variate: "
                         "no bias of its own; default %(default)s; 0 = off)")
-    g.add_argument("--residual-coalitions", type=int, default=d.residual_coalitions,
-                   help=f"exact coalitions per sampled game that correct the proxy, at least {MIN_UNBIASED}: ∅, N "
-                        "and complementary pairs with unbiased KernelSHAP (Covert & Lee 2021; default %(default)s); "
-                        "0 = 2M+2, a determined fit (dearer, less noisy)")
-    g.add_argument("--cost-candidates", type=int, default=d.cost_candidates,
-                   help="GP: draw each sampled pair as the cheapest in tile forwards of this many (default "
-                        "%(default)s: uniform)")
     g.add_argument("--baseline-hu", type=float, default=d.baseline_hu,
                    help="what an absent player's voxels become, in HU (default %(default)s: air)")
     g.add_argument("--fixed-context", dest="context_player", action="store_false",
@@ -256,6 +243,7 @@ def add_explain_args(p: argparse.ArgumentParser) -> None:
                         "making it one 'context' player that can be absent")
     g.add_argument("--faithfulness-steps", type=int, default=d.faithfulness_steps,
                    help="points on the MoRF/LeRF/insertion curves; 0 = skip (default %(default)s)")
+    add_estimator_arguments(p.add_argument_group("the estimator's options"))
     p.add_argument("--out", required=True, help="output folder (written atomically; a previous result is replaced)")
     p.add_argument("--resume", action="store_true",
                    help="go on from where a killed, cancelled or time-limited run of the same --out and settings "
@@ -430,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("study", help="explain many cases × settings (a manifest) on a Dask cluster; resumable; "
                                      "writes a report table and plots")
-    p.add_argument("manifest", nargs="?", help="study manifest: CSV or YAML (README: Studies)")
+    p.add_argument("manifest", nargs="?", help="study manifest: CSV or YAML (docs/studies.md)")
     p.add_argument("--demo", action="store_true", help="the demo study: phantoms with and without the mimic, "
                                                        "3 abstractions × 2 value functions")
     p.add_argument("--out", required=True, help="study folder: one result folder per case and setting, the report "

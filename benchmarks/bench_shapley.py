@@ -272,7 +272,7 @@ def short(name: str) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    """The README's table: a column per cell (case, budget), a row per method (mean error,
+    """docs/benchmarks.md's table: a column per cell (case, budget), a row per method (mean error,
     the cell's best in bold), the winner last; peers that gave no number, with their reason,
     below."""
     names = [k for k in METHODS if any(k in r["mean_rel_error"] for r in rows)]

@@ -11,17 +11,19 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ..choices import DEVICES, ESTIMATORS, MIN_UNBIASED, REFINE_BY, SPLITS, STRATEGIES, allowed, check_choice
+from ..choices import DEVICES, REFINE_BY, SPLITS, STRATEGIES, allowed, check_choice
 from ..errors import ShapSegError
+from ..shapley.settings import ShapleySettings
 
 ROI_KINDS = ("roi_mask", "roi_box", "roi_box_ras", "roi_point", "roi_point_ras")
 ROI_SIZES = {"roi_box": 6, "roi_box_ras": 6, "roi_point": 3, "roi_point_ras": 3}
 JOB_VERSION = 1
 
 
-@dataclass
-class ExplainJob:
-    """Inputs of one explanation; defaults are the command line's."""
+@dataclass(kw_only=True)
+class ExplainJob(ShapleySettings):
+    """Inputs of one explanation; defaults are the command line's. The estimator's options
+    are ``ShapleySettings``' fields, inherited: one definition of each."""
     ct: str
     model: str
     target: str
@@ -53,21 +55,16 @@ class ExplainJob:
     value: str = "soft_dice"
     normalized: bool = False
     reference: str | None = None
-    # estimator and evaluator
+    # the run's stop rule and the evaluator (the estimator's options: ``ShapleySettings``)
     budget: int | None = None
     strategy: str = "memo"
     seed: int = 0
-    threshold: float = 0.01
-    estimator: str = "gp"
     time_limit: float | None = None
     budget_forwards: int | None = None
-    coalition_batch: int | None = None
     baseline_hu: float = -1024.0
     tolerance: float = 0.0          # prune ROI tiles whose Gaussian share stays at or below this (0 = exact)
-    # a proxy game with these tiles frozen, corrected by exact values (0 = none); 0.25: bench_cost (README, Performance)
+    # a proxy game with these tiles frozen, corrected by exact values (0 = none); 0.25: bench_cost (docs/performance.md)
     proxy_tolerance: float = 0.25
-    residual_coalitions: int = 6    # ... per sampled game: unbiased KernelSHAP (0: 2M + 2); 6: bench_cost (README)
-    cost_candidates: int = 1        # cost-aware draws: the cheapest of this many same-size pairs (GP; 1 = uniform)
     faithfulness_steps: int = 10
     # model
     configuration: str | None = None
@@ -111,14 +108,11 @@ class ExplainJob:
             raise ShapSegError("time-limit must be positive (seconds)", "bad_option")
         if self.max_memory_gb is not None and not self.max_memory_gb > 0:
             raise ShapSegError(f"max-memory must be positive (GiB), got {self.max_memory_gb!r}", "bad_option")
-        for name, least in (("levels", 1), ("budget_forwards", 1), ("refinements", 0), ("cost_candidates", 1),
-                            ("residual_coalitions", 0)):
+        for name, least in (("levels", 1), ("budget_forwards", 1), ("refinements", 0)):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < least):
                 raise ShapSegError(f"{name.replace('_', '-')} must be a whole number ≥ {least}, got {v!r}", "bad_option")
-        if self.residual_coalitions is None or 0 < self.residual_coalitions < MIN_UNBIASED:
-            raise ShapSegError(f"residual-coalitions must be 0 (2M+2) or at least {MIN_UNBIASED}, got "
-                               f"{self.residual_coalitions!r}", "bad_option")
+        ShapleySettings.check(self)
         share = "at least 0 and below 1 (a share of the fused logits)"
         for name, ok, what in (("tolerance", lambda x: 0 <= x < 1, share), ("proxy_tolerance", lambda x: 0 <= x < 1, share),
                                ("refine_share", lambda x: 0 <= x <= 1, "between 0 and 1")):
@@ -126,7 +120,7 @@ class ExplainJob:
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not ok(v):
                 raise ShapSegError(f"{name.replace('_', '-')} must be {what}, got {v!r}", "bad_option")
         for name, names in (("players", allowed("players")), ("value", allowed("value")), ("strategy", STRATEGIES),
-                            ("estimator", ESTIMATORS), ("refine_by", REFINE_BY), ("split", SPLITS)):
+                            ("refine_by", REFINE_BY), ("split", SPLITS)):
             check_choice(name, getattr(self, name), names)
         if not (self.device in DEVICES or (isinstance(self.device, str) and self.device.startswith("cuda:"))):
             check_choice("device", self.device, DEVICES)

@@ -2,7 +2,7 @@
 
 While the inputs are read and checked (``INPUT_PHASES``) nothing stays on stderr: a terminal
 shows a status line that is erased, a log holds the lines back until the inputs are
-accepted. So a bad input leaves exactly one line on stderr, the error (README: Bad input).
+accepted. So a bad input leaves exactly one line on stderr, the error (docs/usage.md: Bad input).
 """
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..shapley.estimator import is_exact
+from ..shapley.settings import ShapleySettings
 from .player_set import PlayerSet, emit_players, players_of
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ class Sampler:
         if ev.proxy_frozen - ev.pruned:
             out["proxy"] = self.proxy_game
         if job.cost_candidates > 1 and ev.strategy == "memo":
-            out.update(cost=self.cost, candidates=job.cost_candidates)
+            out["cost"] = self.cost
         return out
 
     def _play(self, coalitions: np.ndarray, proxy: bool) -> np.ndarray:
@@ -167,13 +168,13 @@ class Sampler:
         job = self.run.job
         self.start(f"Shapley values of {self.m} players", 2 ** self.m if is_exact(self.m, budget) else budget)
         opts = self.estimator_options()
-        settings = dict(seed=job.seed, batch_size=job.coalition_batch, threshold=job.threshold,
-                        on_batch=self.on_batch, estimator=job.estimator, stop=self.stop, pace=self.pace)
+        s = ShapleySettings.of(job)
+        given = dict(seed=job.seed, settings=s, on_batch=self.on_batch, stop=self.stop, pace=self.pace)
         if "proxy" not in opts:
-            return shapley_values(self.game, self.m, budget, **settings, **opts)
+            return shapley_values(self.game, self.m, budget, **given, **opts)
         proxy_cost = (lambda c: self.cost(c, True)) if "cost" in opts else None
-        return with_proxy(self.game, opts.pop("proxy"), self.m, budget, job.residual_coalitions or None,
-                          proxy_cost=proxy_cost, **settings, **opts)
+        return with_proxy(self.game, opts.pop("proxy"), self.m, budget, s.residual_coalitions or None,
+                          proxy_cost=proxy_cost, **given, **opts)
 
     def tree(self, players: PlayerSet, case):
         """Coarse to fine: the roots' game, then refinements; every level is emitted (players
@@ -211,14 +212,14 @@ class Sampler:
             self.partial(res.values, res.se, ratio, res.n_evaluations, self.planned)
 
         opts = self.estimator_options()
-        games = AtomGames(self.game, opts.pop("proxy", None), opts.pop("cost", None), job.residual_coalitions or None,
+        s = ShapleySettings.of(job)
+        games = AtomGames(self.game, opts.pop("proxy", None), opts.pop("cost", None), s.residual_coalitions or None,
                           enumeration)
         volumes = tree.node_voxels() if job.refine_by == "volume" else None
         namable = np.array([r["kind"] != "context" for r in players.rows])
         res = tree_shapley(games, tree, seed=job.seed, max_refinements=job.refinements, namable=namable,
                            min_share=job.refine_share, volumes=volumes, split=job.split, stop=self.stop,
-                           pace=self.pace, on_level=on_level, threshold=job.threshold, estimator=job.estimator,
-                           batch_size=job.coalition_batch, on_batch=self.on_batch, **opts)
+                           pace=self.pace, on_level=on_level, settings=s, on_batch=self.on_batch, **opts)
         self.left_whole = [{"name": tree.names[n], "phi": float(res.values[res.nodes.index(n)]), "marginal": m}
                            for n, m in res.left_whole.items()]
         return tree_result(res, tree, job.seed, job.split), state["players"], levels

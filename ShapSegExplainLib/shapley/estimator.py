@@ -52,6 +52,7 @@ from typing import Callable
 import numpy as np
 
 from ..choices import ESTIMATORS
+from .settings import ShapleySettings
 from ..errors import ShapSegError
 
 Game = Callable[[np.ndarray], np.ndarray]
@@ -153,11 +154,13 @@ class KernelShapRun:
 
     def __init__(self, game: Game, n_players: int, seed: int = 0, resamples: int = 64,
                  size_sampling: str = "leverage", se_method: str | None = None,
-                 always_singletons: bool | None = None, shrinkage: str = "cv", estimator: str = "gp",
-                 max_order: int | None = None) -> None:
+                 always_singletons: bool | None = None, shrinkage: str = "cv", estimator: str | None = None,
+                 max_order: int | None = None, settings: ShapleySettings | None = None) -> None:
         if n_players < 2:
             raise ValueError("KernelSHAP needs at least 2 players")
         self.game, self.m, self.seed, self.n_boot = game, int(n_players), int(seed), int(resamples)
+        self.settings = (settings or ShapleySettings()).replaced(estimator=estimator)
+        estimator = self.settings.estimator
         if estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}")
         self.estimator, self.max_order = estimator, max_order
@@ -578,12 +581,13 @@ def _all_of_size(m: int, s: int):
 
 # ----- entry point ------------------------------------------------------------------------------
 def shapley_values(game: Game, n_players: int, budget: int, seed: int = 0, batch_size: int | None = None,
-                   threshold: float = 0.01, time_limit: float | None = None, resamples: int = 64,
+                   threshold: float | None = None, time_limit: float | None = None, resamples: int = 64,
                    se_method: str | None = None, size_sampling: str = "leverage", always_singletons: bool | None = None,
                    shrinkage: str = "cv", on_batch: Callable[[dict], None] | None = None, min_pairs: int = 8,
-                   estimator: str = "gp", max_order: int | None = None,
+                   estimator: str | None = None, max_order: int | None = None,
                    stop: Callable[[], str | None] | None = None, cost: Cost | None = None,
-                   candidates: int = 1, pace: Pace | None = None) -> ShapleyResult:
+                   candidates: int | None = None, pace: Pace | None = None,
+                   settings: ShapleySettings | None = None) -> ShapleyResult:
     """Shapley values of ``game`` over ``n_players`` with at most ``budget`` evaluations.
 
     ``on_batch`` gets after every batch a dict with ``values``, ``se``, ``ratio``,
@@ -595,7 +599,12 @@ def shapley_values(game: Game, n_players: int, budget: int, seed: int = 0, batch
     caller's count of coalitions that fit before its limit) shrinks those chunks near the
     limit, down to one coalition, so that a stop overshoots by one coalition, not one chunk
     (``run.sampler.Sampler.pace``). ``cost`` and
-    ``candidates`` make the GP's draws cost-aware. A cheap proxy game: ``shapley.proxy``."""
+    ``candidates`` make the GP's draws cost-aware. A cheap proxy game: ``shapley.proxy``.
+    ``settings`` (a run's, passed whole) holds the estimator's options; ``batch_size``,
+    ``threshold``, ``estimator`` and ``candidates``, where given, replace theirs."""
+    s = (settings or ShapleySettings()).replaced(coalition_batch=batch_size, threshold=threshold, estimator=estimator,
+                                                 cost_candidates=candidates)
+    batch_size, threshold, candidates = s.coalition_batch, s.threshold, s.cost_candidates
     m = int(n_players)
     if m < 1:
         raise ValueError("at least one player is needed")
@@ -608,8 +617,7 @@ def shapley_values(game: Game, n_players: int, budget: int, seed: int = 0, batch
         raise ShapSegError(f"a budget of {budget} coalitions is too small for {m} players: KernelSHAP needs at "
                            f"least 2M+2 = {2 * m + 2} (or {exact} for exact values)", "bad_budget")
     run = KernelShapRun(game, m, seed=seed, resamples=resamples, size_sampling=size_sampling, se_method=se_method,
-                        always_singletons=always_singletons, shrinkage=shrinkage, estimator=estimator,
-                        max_order=max_order)
+                        always_singletons=always_singletons, shrinkage=shrinkage, max_order=max_order, settings=s)
     run.stop, run.pace = stop_fn or run.stop, pace
     if run.gp_design and cost is not None and candidates > 1:
         run.cost, run.candidates = cost, int(candidates)

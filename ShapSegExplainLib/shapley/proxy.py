@@ -14,7 +14,7 @@ whose estimate of φ(r) is unbiased for any K and whose error scales with the re
 with the game: the way to spend fewer exact coalitions than players where the proxy is good.
 The engine plays K = 6 (``--residual-coalitions``): 1.13–1.36× fewer tile forwards on the
 four bench_cost cases, the curves at the paper's or better, for about twice the summed error
-against exact values on the demo (README, Performance). Its draws are not the proxy's, so
+against exact values on the demo (docs/performance.md). Its draws are not the proxy's, so
 each of its coalitions costs every ROI tile that holds an absent player.
 
 No bias comes from the proxy: each part is the estimator's estimate of its own game, so

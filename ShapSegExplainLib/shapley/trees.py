@@ -11,7 +11,7 @@ so the GP posterior on the residuals v − ṽ completes the estimate (Regressio
 Witter et al. 2025, with the GP for the residual part). The trees nearly interpolate the
 coalitions they were fitted on, so the residuals carry no honest uncertainty; the standard
 errors are a bootstrap over the evaluated coalitions (v(∅) and v(N) always kept) of the
-whole fit, trees and residual GP. Measured on the recorded real games (benchmarks/README):
+whole fit, trees and residual GP. Measured on the recorded real games (docs/benchmarks.md):
 more accurate than the GP alone up to 10M, less at 30M, intervals 0.96-0.99 of nominal 95 %.
 
 Hand-written: the trees are scikit-learn's; their exact Shapley values over binary players

@@ -1,7 +1,7 @@
 """A study manifest: cases (CT, model, target, ROI, optional reference and anatomy) and a
 grid of settings, expanded into one ``ExplainJob`` per (case, setting).
 
-Two forms, one meaning (README "Studies"):
+Two forms, one meaning (docs/studies.md):
 
 * **YAML**: ``cases:`` (a list of mappings), optional ``defaults:`` (fields every case gets)
   and ``grid:`` (field -> list of values; every combination is one explanation per case).

@@ -1,7 +1,7 @@
-"""The README's bad-input table, row by row: each bad input gives exactly one line on stderr,
+"""The bad-input table of docs/usage.md, row by row: each bad input gives exactly one line on stderr,
 naming the input, exit code 2, no traceback, and nothing written (no --out, no partial folder).
 
-``ROWS`` is the table: kind -> (the input, a phrase its message must hold). The README's
+``ROWS`` is the table: kind -> (the input, a phrase its message must hold). The guide's
 table is checked against it, so neither can gain a row the other lacks.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from fixtures.model_folder import ModelSpec, write_model_folder
 from helpers import call_cli, run_cli, synthetic_ct
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+USAGE = Path(__file__).resolve().parents[2] / "docs" / "usage.md"     # where the bad-input table lives
 
 ROWS: dict[str, tuple[str, str]] = {
     "ct_missing": ("--ct names no file", "CT not found"),
@@ -244,8 +244,8 @@ def test_worker_job_file_row(kind, field, inputs, tmp_path):
     assert nothing_written(out)
 
 
-def test_the_readme_table_is_this_table():
-    text = README.read_text()
+def test_the_usage_guides_table_is_this_table():
+    text = USAGE.read_text()
     section = text.split("### Bad input", 1)[1].split("\n#", 1)[0]
     rows = re.findall(r"^\| `([a-z_0-9]+)` \| (.+?) \| (.+?) \|$", section, re.M)
     assert [k for k, _, _ in rows] == list(ROWS) and len(rows) >= 20

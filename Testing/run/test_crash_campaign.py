@@ -1,5 +1,5 @@
 """The crash-consistency campaign's short form (``benchmarks/crash_campaign.py``; the long
-form, 200+ faults on the demo and abdo7-small models, is in the README): one fault of every
+form, 200+ faults on the demo and abdo7-small models, is in docs/usage.md): one fault of every
 kind at a random moment, each followed by the panel's next action."""
 import json
 import sys
