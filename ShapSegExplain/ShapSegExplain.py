@@ -8,28 +8,21 @@ Only torch-free parts of the engine are imported here, so the module opens insta
 """
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import pathlib
 import shutil
 import sys
-from typing import Annotated
 
-import ctk
 import qt
 import vtk
 
 import slicer
-from slicer import (vtkMRMLMarkupsFiducialNode, vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode,
-                    vtkMRMLSegmentationNode)
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+                                           ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
-
 
 
 def _extensionRoot() -> pathlib.Path:
@@ -48,16 +41,25 @@ ROOT = _extensionRoot()
 # Torch-free engine parts only (Testing/slicer/test_slicer_module.py checks that none imports torch).
 from ShapSegExplainLib.demo import DEMO_MODEL  # noqa: E402 (after the path set-up above)
 from ShapSegExplainLib.errors import ShapSegError  # noqa: E402
-from ShapSegExplainLib.panel import dependencies, result_view, segment_region  # noqa: E402
+from ShapSegExplainLib.panel import dependencies  # noqa: E402
 from ShapSegExplainLib.panel.model_discovery import find_models, is_model_folder, model_classes  # noqa: E402
-from ShapSegExplainLib.panel.run_request import (LiveRun, RunRequest, new_run_folder, prepare_run,  # noqa: E402
-                                                  resume_run, run_label, saved_coalitions)
+from ShapSegExplainLib.panel.run_request import (LiveRun, new_run_folder, prepare_run, resume_run,  # noqa: E402
+                                                  run_label, saved_coalitions)
 from ShapSegExplainLib.panel.worker_events import RunState  # noqa: E402
 from ShapSegExplainLib.panel.worker_process import WorkerProcess, find_python_slicer, package_root, worker_command  # noqa: E402
 
-RESULT_ATTRIBUTE = "ShapSegExplain.Result"      # result folder, on each result segmentation node
-RESULT_JSON_ATTRIBUTE = "ShapSegExplain.Explanation"   # explanation.json itself: saved with the scene
-TABLE_REFERENCE = "ShapSegExplainTable"
+# The module's Slicer-side parts, by concern (ShapSegExplainSlicer/: the module's folder is on sys.path).
+from ShapSegExplainSlicer.demo_scene import DemoSceneMixin  # noqa: E402
+from ShapSegExplainSlicer.exports import ExportsMixin  # noqa: E402
+from ShapSegExplainSlicer.installer import InstallerMixin  # noqa: E402
+from ShapSegExplainSlicer.parameters import (RESULT_ATTRIBUTE, RESULT_JSON_ATTRIBUTE, SAMPLE_CATEGORY,  # noqa: E402,F401
+                                             SAMPLE_NAME, TABLE_REFERENCE, Device, Players, Region,
+                                             ShapSegExplainParameterNode, Value)
+from ShapSegExplainSlicer.results import ResultsMixin  # noqa: E402
+from ShapSegExplainSlicer.selftest import ShapSegExplainSelfTest  # noqa: E402
+from ShapSegExplainSlicer.widget_region import SignalsBlocked, WidgetRegionMixin  # noqa: E402
+from ShapSegExplainSlicer.widget_results import WidgetResultsMixin  # noqa: E402
+from ShapSegExplainSlicer.widget_run import WidgetRunMixin  # noqa: E402
 
 
 def unsupportedSlicer() -> str | None:
@@ -106,8 +108,6 @@ Medical Image Segmentation" (2026). Uses nnU-Net, SimpleITK, slicerio and PyTorc
 # started (Sample Data and the subject hierarchy exist by then) and again when the panel is
 # set up, so a module loaded later (Extension Wizard, reload) gets both; each on its own, once.
 #
-SAMPLE_CATEGORY = "ShapSeg Explain"
-SAMPLE_NAME = "ShapSegExplainDemoPhantom"
 PLUGIN_FILE = "ShapSegExplainPlugins/ShapSegExplainSubjectHierarchyPlugin.py"
 
 
@@ -158,93 +158,15 @@ def loadDemoSample(source=None):
     return [p.inputVolume]
 
 
-#
-# Choices shown in combo boxes (labels are what the user reads; values what the job says)
-#
-class Device(enum.Enum):
-    AUTO = "auto"
-    CUDA = "cuda"
-    CPU = "cpu"
-
-    def label(self) -> str:
-        return {"auto": _("Automatic (GPU if present)"), "cuda": _("GPU (CUDA)"), "cpu": _("CPU")}[self.value]
-
-
-class Region(enum.Enum):
-    POINT = "point"
-    BOX = "box"
-    SEGMENT = "segment"
-
-    def label(self) -> str:
-        return {"point": _("Point on a finding"), "box": _("Box (ROI)"),
-                "segment": _("Segment (painted, imported or AI)")}[self.value]
-
-
-class Players(enum.Enum):
-    HYBRID = "hybrid"
-    ORGAN = "organ"
-    FCC = "fcc"
-    SLIC = "slic"
-
-    def label(self) -> str:
-        return {"hybrid": _("Organ-aware supervoxels (hybrid)"), "organ": _("Whole organs"),
-                "fcc": _("Regular supervoxels (FCC)"), "slic": _("Image-driven supervoxels (SLIC)")}[self.value]
-
-
-class Value(enum.Enum):
-    SOFT_DICE = "soft_dice"
-    DICE = "dice"
-    TP = "tp"
-    FP = "fp"
-    SOFT_FP = "soft_fp"
-
-    def label(self) -> str:
-        return {"soft_dice": _("Soft Dice"), "dice": _("Dice"), "tp": _("True-positive volume"),
-                "fp": _("False-positive volume"), "soft_fp": _("Soft false-positive volume")}[self.value]
-
-
-@parameterNodeWrapper
-class ShapSegExplainParameterNode:
-    """Everything the panel holds; saved with the scene."""
-    inputVolume: vtkMRMLScalarVolumeNode
-    modelPath: pathlib.Path
-    configuration: str = ""
-    folds: str = ""
-    targetClass: str = ""
-    device: Device = Device.AUTO
-    mirroring: bool = False
-    region: Region = Region.POINT
-    pointNode: vtkMRMLMarkupsFiducialNode
-    roiNode: vtkMRMLMarkupsROINode
-    snapMm: Annotated[float, WithinRange(0, 50)] = 5.0
-    regionSegmentation: vtkMRMLSegmentationNode
-    regionSegmentId: str = ""
-    regionIsland: Annotated[int, WithinRange(0, 100000)] = 0     # 0: all pieces, k: the k-th largest
-    referenceSegmentation: vtkMRMLSegmentationNode
-    referenceSegmentId: str = ""
-    referenceIsland: Annotated[int, WithinRange(0, 100000)] = 0  # 0: the whole reference segment, k: its k-th piece
-    players: Players = Players.HYBRID
-    spacingMm: Annotated[float, WithinRange(3, 100)] = 15.0
-    marginMm: Annotated[float, WithinRange(0, 200)] = 20.0
-    minSizeMl: Annotated[float, WithinRange(0, 1000)] = 0.0
-    fixedContext: bool = False
-    anatomySegmentation: vtkMRMLSegmentationNode
-    value: Value = Value.SOFT_DICE
-    normalized: bool = False
-    budget: Annotated[int, WithinRange(0, 100000)] = 0
-    timeLimitS: Annotated[float, WithinRange(0, 86400)] = 0.0
-    seed: Annotated[int, WithinRange(0, 2147483647)] = 0
-    topK: Annotated[int, WithinRange(0, 10000)] = 0
-    minAbsPhi: Annotated[float, WithinRange(0, 1000000)] = 0.0
-    showAllResults: bool = False
-    showUncertain: bool = False
-    resultSegmentation: vtkMRMLSegmentationNode
-
 
 #
 # ShapSegExplainWidget
 #
-class ShapSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class ShapSegExplainWidget(WidgetRegionMixin, WidgetRunMixin, WidgetResultsMixin,
+                           ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The panel: parameters bound to the .ui, region and model choices; running and the
+    result view from their mixins (ShapSegExplainSlicer/widget_*.py)."""
+
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
@@ -431,62 +353,6 @@ class ShapSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode and text:
             self._parameterNode.targetClass = text
 
-    def onReferenceChanged(self, *args) -> None:
-        if self._parameterNode:
-            node = self.ui.referenceSegmentSelector.currentNode()
-            segmentId = self.ui.referenceSegmentSelector.currentSegmentID() or ""
-            self._parameterNode.referenceSegmentation = node
-            self._parameterNode.referenceSegmentId = segmentId
-            self._parameterNode.referenceIsland = 0
-
-    def onRegionSegmentChanged(self, *args) -> None:
-        """A segment chosen as the region: its pieces listed (all of them at first) and the
-        target guessed from its name or terminology when the model has such a class."""
-        p = self._parameterNode
-        if not p:
-            return
-        p.regionSegmentation = self.ui.regionSegmentSelector.currentNode()
-        p.regionSegmentId = self.ui.regionSegmentSelector.currentSegmentID() or ""
-        p.regionIsland = 0
-        guess = self.logic.targetForSegment(p.regionSegmentation, p.regionSegmentId,
-                                            self.logic.modelClasses(p.modelPath) if p.modelPath else [])
-        if guess:
-            p.targetClass = guess
-
-    def fillIslands(self) -> None:
-        """The piece lists of the region segment and of the reference segment."""
-        p = self._parameterNode
-        if p is None:
-            return
-        region = self.logic.islandChoices(p)[0] if p.region == Region.SEGMENT else []
-        reference = self.logic.pieceChoices(p.referenceSegmentation, p.referenceSegmentId, p.inputVolume)[0]
-        for box, choices, current in ((self.ui.islandComboBox, region, p.regionIsland),
-                                      (self.ui.referenceIslandComboBox, reference, p.referenceIsland)):
-            with SignalsBlocked(box):
-                box.clear()
-                for text in choices:
-                    box.addItem(text)
-                box.currentIndex = min(current, len(choices) - 1) if choices else -1
-            box.enabled = len(choices) > 1
-        self.ui.referenceIslandLabel.visible = self.ui.referenceIslandComboBox.visible = len(reference) > 1
-
-    def explainSegment(self, segNode, segmentId: str) -> None:
-        """ "Explain this" on a segment (the subject hierarchy's context menu): the segment
-        becomes the region, its CT the input, its class the target; Explain gets the focus."""
-        if self._parameterNode is None:
-            self.initializeParameterNode()
-        self.logic.explainSegment(self._parameterNode, segNode, segmentId)
-        self.updateGUIFromParameterNode()
-        self.ui.applyButton.setFocus()
-
-    def onIslandChanged(self, index: int) -> None:
-        if self._parameterNode and index >= 0:
-            self._parameterNode.regionIsland = index
-
-    def onReferenceIslandChanged(self, index: int) -> None:
-        if self._parameterNode and index >= 0:
-            self._parameterNode.referenceIsland = index
-
     # ----- dependencies ------------------------------------------------------------------------
     def updateDependencyStatus(self) -> None:
         old = unsupportedSlicer()
@@ -506,150 +372,15 @@ class ShapSegExplainWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateApplyButton()
 
     # ----- running -----------------------------------------------------------------------------
-    def onApplyButton(self) -> None:
-        if self.logic.running:
-            seconds = self.logic.cancel()
-            self.ui.statusLabel.text = _("Cancelled in {s:.2f} s; nothing was written.").format(s=seconds)
-            self.updateApplyButton()
-            return
-        if dependencies.missing():
-            self.onInstallButton()
-            if dependencies.missing():
-                return
-        self.ui.logTextEdit.clear()
-        self.ui.progressBar.value = 0
-        try:
-            self.logic.start(self._parameterNode)
-        except ShapSegError as e:
-            slicer.util.errorDisplay(str(e), windowTitle=_("ShapSeg Explain"))
-            return
-        except Exception as e:   # an export that Slicer refused: show it, never a half-started run
-            logging.exception("ShapSegExplain could not start")
-            slicer.util.errorDisplay(_("Could not start the explanation: {e}").format(e=e),
-                                     windowTitle=_("ShapSeg Explain"))
-            return
-        self.ui.statusLabel.text = _("Starting the worker...")
-        self.updateApplyButton()
-
-    def onWorkerEvent(self, event: dict, state: RunState) -> None:
-        kind = event.get("event")
-        if kind == "log":
-            self.ui.logTextEdit.appendPlainText(event.get("message", ""))
-            return
-        if kind == "progress":
-            self.ui.logTextEdit.appendPlainText(f"[{event.get('phase')}] {event.get('message', '')}")
-        self.ui.progressBar.value = state.percent
-        self.ui.progressBar.format = f"{state.phase} %p%"
-        self.ui.statusLabel.text = result_view.status_text(state)
-
-    def onWorkerFinished(self, state: RunState, resultNode) -> None:
-        self.ui.statusLabel.text = result_view.status_text(state)
-        self.updateApplyButton()
-        if state.outcome == "result" and resultNode is not None:
-            self.ui.progressBar.value = 100
-            self._parameterNode.resultSegmentation = resultNode
-        elif state.outcome == "error" and state.error_code == "unsafe_checkpoint":
-            self.askToTrustCheckpoint(state.message)
-        elif state.outcome == "error" and self.logic.savedCoalitions() and self.resumeIfWanted(state.message):
-            return
-        elif state.outcome == "error":
-            self.ui.logCollapsibleButton.collapsed = False
-            slicer.util.errorDisplay(state.message, windowTitle=_("ShapSeg Explain: the explanation failed"),
-                                     detailedText="\n".join(state.log[-200:]))
-
-    def resumeIfWanted(self, message: str) -> bool:
-        """The worker died (killed, out of memory): offer to go on from what it saved."""
-        if not slicer.util.confirmYesNoDisplay(
-                _("{m}\n\nThe {n} coalitions it had evaluated are saved. Go on from there? The result is the same "
-                  "as if it had not stopped.").format(m=message, n=self.logic.savedCoalitions()),
-                windowTitle=_("ShapSeg Explain: the explanation stopped")):
-            return False
-        self.logic.resume()
-        self.ui.statusLabel.text = _("Resuming the worker...")
-        self.updateApplyButton()
-        return True
-
-    def askToTrustCheckpoint(self, message: str) -> None:
-        """A checkpoint holding more than nnU-Net's own types: ask once for this folder, saying
-        why; yes loads it fully (and runs again), no leaves it refused."""
-        folder = str(self._parameterNode.modelPath)
-        if slicer.util.confirmYesNoDisplay(
-                _("{m}\n\nLoading it unpickles arbitrary Python objects, which can run code on this computer. "
-                  "Load this model anyway? Only if you trust where it comes from.").format(m=message),
-                windowTitle=_("ShapSeg Explain: an unusual model checkpoint")):
-            self.logic.trustedModelFolders.add(folder)
-            self.onApplyButton()
-
     # ----- results -----------------------------------------------------------------------------
-    def showResult(self, segNode) -> None:
-        p = self._parameterNode
-        expl = self.logic.explanationOf(segNode)
-        self.ui.summaryLabel.text = result_view.summary_text(expl) if expl else ""
-        self.ui.faithfulnessLabel.text = result_view.faithfulness_text(expl.get("faithfulness")) if expl else ""
-        self.ui.openFolderButton.enabled = self.ui.saveSceneButton.enabled = expl is not None
-        self.ui.resultTableView.setMRMLTableNode(self.logic.tableOf(segNode))
-        if expl:
-            vmax = self.logic.colorScale(expl)
-            self.ui.legendBar.styleSheet = result_view.legend_stylesheet(vmax)
-            low, mid, high = result_view.legend_labels(vmax, expl["value"].get("unit", ""))
-            self.ui.legendMinLabel.text, self.ui.legendMidLabel.text, self.ui.legendMaxLabel.text = low, mid, high
-            self.logic.applyDisplay(segNode, p.topK, p.minAbsPhi, p.showUncertain)
-        self.logic.showOnly(segNode, showAll=p.showAllResults)
-
-    def onTableSelection(self) -> None:
-        view = self.ui.resultTableView
-        indexes = view.selectionModel().selectedIndexes() if view.selectionModel() else []
-        if not indexes:
-            return
-        index = view.sortFilterProxyModel().mapToSource(indexes[0])
-        try:
-            row = view.tableModel().mrmlTableRowIndex(index)
-        except AttributeError:
-            row = index.row()
-        self.logic.jumpToPlayer(self._parameterNode.resultSegmentation, row)
-
-    def onOpenFolder(self) -> None:
-        expl = self.logic.explanationOf(self._parameterNode.resultSegmentation)
-        if expl:
-            qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(expl["out"]))
-
-
-    def onSaveScene(self) -> None:
-        """Teaching and review sessions: the scene with this explanation as one ``.mrb`` file."""
-        expl = self.logic.explanationOf(self._parameterNode.resultSegmentation)
-        default = str(pathlib.Path(expl["out"]).with_suffix(".mrb")) if expl else ""
-        path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Save as scene"), default,
-                                              _("Slicer data bundle (*.mrb)"))
-        if not path:
-            return
-        try:
-            size = self.logic.saveSceneBundle(path)
-        except ShapSegError as e:
-            slicer.util.errorDisplay(str(e), windowTitle=_("ShapSeg Explain"))
-            return
-        slicer.util.showStatusMessage(_("Saved {path} ({mb:.1f} MB)").format(path=path, mb=size / 1e6), 5000)
-
-
-class SignalsBlocked:
-    """``with SignalsBlocked(widget):`` sets a widget without triggering its own handlers."""
-
-    def __init__(self, widget) -> None:
-        self.widget = widget
-
-    def __enter__(self):
-        self.previous = self.widget.blockSignals(True)
-        return self.widget
-
-    def __exit__(self, *exc) -> None:
-        self.widget.blockSignals(self.previous)
-
-
 #
 # ShapSegExplainLogic
 #
-class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
-    """Exports, the worker, the live overlay and the results; usable without the widget
-    (the self-test drives it directly). ``workerFactory`` can be replaced in tests."""
+class ShapSegExplainLogic(DemoSceneMixin, ExportsMixin, InstallerMixin, ResultsMixin,
+                          ScriptedLoadableModuleLogic):
+    """The worker's control (start, poll, cancel, finish) here; exports, installing, the result
+    in the scene and the demo scene from their mixins (ShapSegExplainSlicer/). Usable without the
+    widget (the self-test drives it directly). ``workerFactory`` can be replaced in tests."""
 
     def __init__(self, workerFactory=WorkerProcess) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
@@ -670,61 +401,6 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
         return ShapSegExplainParameterNode(super().getParameterNode())
 
     # ----- models ------------------------------------------------------------------------------
-    def setUpDemoScene(self, budget: int = 0, region: "Region | None" = None):
-        """The demo case as a reader sets it up (Sample Data and the self-test): the phantom CT,
-        a point on the planted finding (or a box around it), the true kidney as the reference
-        segment, the phantom's organs as the anatomy, the demo model and its target. Needs
-        SimpleITK and scipy (Slicer's own), not torch."""
-        import json
-        import tempfile
-
-        import numpy as np
-        from ShapSegExplainLib.demo.demo_case import DEMO_SEED, write_demo_case
-        folder = pathlib.Path(tempfile.mkdtemp(prefix="ShapSegExplainDemo-"))
-        case = write_demo_case(folder, DEMO_SEED)
-        files = case.files
-        ct = slicer.util.loadVolume(files["ct"])
-        ct.SetName("ShapSegExplain demo phantom")
-        drawn = slicer.util.loadLabelVolume(files["roi"], {"show": False})
-        ijk = np.argwhere(slicer.util.arrayFromVolume(drawn) > 0)[:, ::-1]      # (i, j, k)
-        ijkToRas = vtk.vtkMatrix4x4()
-        drawn.GetIJKToRASMatrix(ijkToRas)
-        corners = np.array([ijkToRas.MultiplyPoint([*c, 1.0])[:3] for c in (ijk.min(0) - 0.5, ijk.max(0) + 0.5)])
-        slicer.mrmlScene.RemoveNode(drawn)
-        names = {int(k): v for k, v in json.loads(pathlib.Path(files["anatomy_labels"]).read_text()).items()}
-        reference = self.segmentationFromLabels(files["reference"], {1: "kidney_left (truth)"})
-        anatomy = self.segmentationFromLabels(files["anatomy"], names)
-        p = self.getParameterNode()
-        p.inputVolume, p.modelPath, p.targetClass = ct, self.demoModelPath(), "kidney_left"
-        if region == Region.BOX:
-            roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "finding box")
-            roi.SetCenter(*corners.mean(0))
-            roi.SetSize(*np.abs(corners[1] - corners[0]))
-            p.region, p.roiNode = Region.BOX, roi
-        else:
-            point = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "finding")
-            point.AddControlPoint(list(corners.mean(0)))
-            p.region, p.pointNode = Region.POINT, point
-        p.referenceSegmentation = reference
-        p.referenceSegmentId = reference.GetSegmentation().GetNthSegmentID(0)
-        p.anatomySegmentation = anatomy
-        p.players, p.spacingMm, p.marginMm, p.value = Players.HYBRID, 20.0, 10.0, Value.SOFT_FP
-        p.fixedContext = True
-        p.device, p.mirroring, p.budget = Device.CPU, False, budget
-        return p, case
-
-    @staticmethod
-    def segmentationFromLabels(path: str, names: dict):
-        labelmap = slicer.util.loadLabelVolume(path, {"show": False})
-        segNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
-        slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmap, segNode)
-        slicer.mrmlScene.RemoveNode(labelmap)
-        segmentation = segNode.GetSegmentation()
-        for i in range(segmentation.GetNumberOfSegments()):
-            segment = segmentation.GetNthSegment(i)
-            segment.SetName(names.get(segment.GetLabelValue(), segment.GetName()))
-        return segNode
-
     def demoModelPath(self) -> pathlib.Path:
         return DEMO_MODEL
 
@@ -739,37 +415,6 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
         return list(model_classes(pathlib.Path(path))) if self.validModelPath(path) else []
 
     # ----- dependencies ------------------------------------------------------------------------
-    def installDependencies(self, askConfirmation: bool = True) -> bool:
-        """Torch through the PyTorch extension when it is there (it picks the build for this
-        computer's GPU), then the rest with Slicer's pip helper; pinned as in pyproject.toml."""
-        missing = dependencies.missing()
-        if not missing:
-            return True
-        torch, rest = dependencies.split_torch(missing)
-        if askConfirmation and not slicer.util.confirmOkCancelDisplay(
-                _("ShapSeg Explain needs these Python packages: {p}. Download and install them now? "
-                  "This can take several minutes (PyTorch is large).").format(p=", ".join(missing)),
-                windowTitle=_("ShapSeg Explain: install Python packages")):
-            return False
-        if torch:
-            try:
-                import PyTorchUtils
-            except ImportError:
-                PyTorchUtils = None
-            if PyTorchUtils is not None:
-                if PyTorchUtils.PyTorchUtilsLogic().installTorch(
-                        askConfirmation=False, torchVersionRequirement=dependencies.version_requirement("torch"),
-                        torchvisionVersionRequirement=dependencies.version_requirement("torchvision")) is None:
-                    raise RuntimeError(_("PyTorch was not installed."))
-            else:
-                rest = torch + rest
-        if rest:       # only what is missing; every installed package is pinned, so nothing of Slicer's is replaced
-            constraints = pathlib.Path(slicer.app.temporaryPath) / "ShapSegExplain-constraints.txt"
-            constraints.parent.mkdir(parents=True, exist_ok=True)
-            constraints.write_text(dependencies.constraints_text(dependencies.installed_versions()))
-            slicer.util.pip_install(dependencies.pip_arguments(rest, str(constraints)))
-        return not dependencies.missing()
-
     # ----- checks ------------------------------------------------------------------------------
     def whyCannotRun(self, p: ShapSegExplainParameterNode | None) -> str | None:
         """None when the panel describes a runnable job, else what is missing, for the tooltip."""
@@ -797,102 +442,6 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
         return None
 
     # ----- a segment as the region -------------------------------------------------------------
-    @staticmethod
-    def labelmapOnCt(segNode, segmentIds: list[str], ct):
-        """Segments as one label map node on the CT's grid (label i + 1 = segmentIds[i]):
-        Slicer's export onto a reference volume, whatever the segmentation's own geometry.
-        The caller removes the node."""
-        ids = vtk.vtkStringArray()
-        for s in segmentIds:
-            ids.InsertNextValue(s)
-        labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "ShapSegExplain export")
-        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
-                segNode, ids, labelmap, ct, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY):
-            slicer.mrmlScene.RemoveNode(labelmap)
-            raise ShapSegError(_("Could not resample the segmentation {n} to the CT.").format(n=segNode.GetName()),
-                               "bad_segmentation")
-        return labelmap
-
-    @staticmethod
-    def writeLikeCt(labelmap, ct, path: pathlib.Path) -> str:
-        """A label map on the CT's grid written in world coordinates, like the CT."""
-        labelmap.SetAndObserveTransformNodeID(ct.GetTransformNodeID())
-        slicer.util.exportNode(labelmap, str(path), {"useCompression": 1}, world=True)
-        return str(path)
-
-    @staticmethod
-    def ownVoxels(segNode, segmentId: str, onCt) -> int:
-        """A segment's voxels in its own geometry (empty, or outside the CT?); a segment with no
-        binary labelmap of its own (surface only) counts its voxels on the CT."""
-        segment = segNode.GetSegmentation().GetSegment(segmentId)
-        try:
-            own = slicer.util.arrayFromSegmentInternalBinaryLabelmap(segNode, segmentId)
-            return int((own == segment.GetLabelValue()).sum())
-        except Exception:
-            return int(onCt.sum())
-
-    def pieceChoices(self, segNode, segmentId: str, ct) -> tuple[list[str], str | None]:
-        """A segment's piece list on the CT's grid, and why it cannot be a region (or None);
-        cached per segment while the segmentation and the CT are unchanged."""
-        if not (segNode and segmentId and ct):
-            return [], None
-        key = (segNode.GetID(), segmentId, segNode.GetMTime(), segNode.GetSegmentation().GetMTime(), ct.GetID(),
-               ct.GetMTime())
-        if key not in self._islands:
-            labelmap = self.labelmapOnCt(segNode, [segmentId], ct)
-            try:
-                mask = slicer.util.arrayFromVolume(labelmap) > 0
-                spacing = labelmap.GetSpacing()
-            finally:
-                slicer.mrmlScene.RemoveNode(labelmap)
-            problem = segment_region.region_problem(mask, self.ownVoxels(segNode, segmentId, mask))
-            try:
-                found = [] if problem else segment_region.islands(mask, spacing)
-                choices = segment_region.island_choices(found) if found else []
-            except ImportError:     # scipy comes with the dependencies; until then the segment is one region
-                choices = [_("The whole segment (Install splits it into pieces)")]
-            self._islands = {k: v for k, v in self._islands.items() if k[:2] != key[:2]}   # one entry per segment
-            self._islands[key] = (choices, problem)
-        return self._islands[key]
-
-    def islandChoices(self, p) -> tuple[list[str], str | None]:
-        """The region segment's pieces (and its problem, if any)."""
-        return self.pieceChoices(p.regionSegmentation, p.regionSegmentId, p.inputVolume)
-
-    def exportPiece(self, segNode, segmentId: str, piece: int, ct, path: pathlib.Path) -> str:
-        """A segment's piece (0: all of it) written as a mask on the CT's grid, in world
-        coordinates like the CT: the job's --roi-mask, or its --reference."""
-        labelmap = self.labelmapOnCt(segNode, [segmentId], ct)
-        try:
-            mask = segment_region.pick(slicer.util.arrayFromVolume(labelmap) > 0, piece)
-            slicer.util.updateVolumeFromArray(labelmap, mask.astype("uint8"))
-            return self.writeLikeCt(labelmap, ct, path)
-        finally:
-            slicer.mrmlScene.RemoveNode(labelmap)
-
-    @staticmethod
-    def targetForSegment(segNode, segmentId: str, classes: list[str]) -> str | None:
-        """The model class a segment is, from its name or its terminology (None: no match)."""
-        segment = segNode.GetSegmentation().GetSegment(segmentId) if segNode and segmentId else None
-        if segment is None:
-            return None
-        terminology = segment.GetTerminology() if hasattr(segment, "GetTerminology") else None
-        return segment_region.target_for_segment(segment.GetName(), terminology, classes)
-
-    def explainSegment(self, p, segNode, segmentId: str) -> str | None:
-        """"Explain this" on a segment: it becomes the region (all pieces), its CT the input
-        (the segmentation's reference volume, if any), the target its class if the model has
-        one; returns the guessed target."""
-        p.region, p.regionSegmentation, p.regionSegmentId, p.regionIsland = Region.SEGMENT, segNode, segmentId, 0
-        reference = segNode.GetNodeReference(slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole())
-        if reference is not None and reference.IsA("vtkMRMLScalarVolumeNode") \
-                and not reference.IsA("vtkMRMLLabelMapVolumeNode"):
-            p.inputVolume = reference
-        guess = self.targetForSegment(segNode, segmentId, self.modelClasses(p.modelPath) if p.modelPath else [])
-        if guess:
-            p.targetClass = guess
-        return guess
-
     # ----- starting ----------------------------------------------------------------------------
     @property
     def running(self) -> bool:
@@ -943,63 +492,6 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
         self.startWorker(self.pythonExecutable(), jobPath)
         return self.run.folder
 
-    def exportInputs(self, p: ShapSegExplainParameterNode, folder: pathlib.Path) -> RunRequest:
-        """The CT, reference and anatomy as files in world coordinates (transforms hardened),
-        the region as RAS numbers: what the worker reads."""
-        inputs = folder / "inputs"
-        inputs.mkdir()
-        ct = p.inputVolume
-        ctPath = str(inputs / "ct.nrrd")
-        slicer.util.exportNode(ct, ctPath, {"useCompression": 0}, world=True)
-        request = RunRequest(
-            ct=ctPath, model=str(p.modelPath), target=p.targetClass, region=p.region.value, snap_mm=p.snapMm,
-            players=p.players.value, spacing_mm=p.spacingMm, margin_mm=p.marginMm, min_size_ml=p.minSizeMl,
-            fixed_context=p.fixedContext,
-            value=p.value.value, normalized=p.normalized, budget=p.budget, time_limit_s=p.timeLimitS, seed=p.seed,
-            device=p.device.value, mirroring=p.mirroring, configuration=p.configuration, folds=p.folds,
-            trust_checkpoint=str(p.modelPath) in self.trustedModelFolders)
-        if p.region == Region.SEGMENT:
-            request.roi_mask = self.exportPiece(p.regionSegmentation, p.regionSegmentId, p.regionIsland, ct,
-                                                inputs / "roi.nrrd")
-        else:
-            request.ras_point, request.ras_bounds = self.regionOf(p)
-        if p.referenceSegmentation and p.referenceSegmentId:
-            request.reference = self.exportPiece(p.referenceSegmentation, p.referenceSegmentId, p.referenceIsland, ct,
-                                                 inputs / "reference.nrrd")
-        if p.anatomySegmentation:
-            ids = vtk.vtkStringArray()
-            p.anatomySegmentation.GetSegmentation().GetSegmentIDs(ids)
-            segmentIds = [ids.GetValue(i) for i in range(ids.GetNumberOfValues())]
-            request.anatomy, request.anatomy_names = self.exportSegments(p.anatomySegmentation, segmentIds, ct,
-                                                                         inputs / "anatomy.nrrd")
-        return request
-
-    @staticmethod
-    def regionOf(p: ShapSegExplainParameterNode) -> tuple[list[float] | None, list[float] | None]:
-        """(RAS point, RAS bounds) of the region: the last point placed, or the box's world
-        axis-aligned bounds (xmin, xmax, ymin, ymax, zmin, zmax)."""
-        if p.region == Region.POINT:
-            n = p.pointNode.GetNumberOfControlPoints()
-            position = [0.0, 0.0, 0.0]
-            p.pointNode.GetNthControlPointPositionWorld(n - 1, position)
-            return list(position), None
-        bounds = [0.0] * 6
-        p.roiNode.GetRASBounds(bounds)
-        return None, bounds
-
-    @staticmethod
-    def exportSegments(segNode, segmentIds: list[str], ct, path: pathlib.Path) -> tuple[str, dict[int, str]]:
-        """Segments as one label map on the CT's grid (label i + 1 = segmentIds[i]), exported in
-        world coordinates like the CT; returns the file and the label names."""
-        labelmap = ShapSegExplainLogic.labelmapOnCt(segNode, segmentIds, ct)
-        try:
-            ShapSegExplainLogic.writeLikeCt(labelmap, ct, path)
-        finally:
-            slicer.mrmlScene.RemoveNode(labelmap)
-        segmentation = segNode.GetSegmentation()
-        names = {i + 1: segmentation.GetSegment(s).GetName() for i, s in enumerate(segmentIds)}
-        return str(path), names
-
     def pythonExecutable(self) -> str:
         """Slicer's own Python (``PythonSlicer``, a launcher that sets Slicer's environment)."""
         found = find_python_slicer(os.path.dirname(slicer.app.applicationFilePath()))
@@ -1036,40 +528,6 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
             self.run.preview = self.loadPreview(event["preview"], event["players"])
         elif kind == "partial" and self.run.preview is not None:
             self.colorSegments(self.run.preview, self.run.players, event["phi"], event.get("se"))
-
-    def loadPreview(self, path: str, players: list[dict]):
-        """The player map as a segmentation, one segment per player, grey until the first φ."""
-        labelmap = slicer.util.loadLabelVolume(path, {"show": False})
-        segNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode",
-                                                     f"ShapSegExplain running: {self.run.label}")
-        segNode.CreateDefaultDisplayNodes()
-        try:
-            slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmap, segNode)
-        finally:
-            slicer.mrmlScene.RemoveNode(labelmap)
-        byLabel = {p["id"] + 1: p for p in players}
-        segmentation = segNode.GetSegmentation()
-        for i in range(segmentation.GetNumberOfSegments()):
-            segment = segmentation.GetNthSegment(i)
-            player = byLabel.get(segment.GetLabelValue())
-            if player is not None:
-                segment.SetName(player["name"])
-                segment.SetColor(0.6, 0.6, 0.6)
-        return segNode
-
-    def colorSegments(self, segNode, players: list[dict], phi: list[float], se: list[float] | None = None) -> None:
-        """Colour and 2D fill opacity of each player from the current φ and SE (live or final)."""
-        display = segNode.GetDisplayNode()
-        segmentation = segNode.GetSegmentation()
-        styles = result_view.styles_by_label(players, phi, se)
-        with slicer.util.NodeModify(segNode):
-            for i in range(segmentation.GetNumberOfSegments()):
-                segment = segmentation.GetNthSegment(i)
-                if segment.GetLabelValue() not in styles:
-                    continue
-                rgb, opacity = styles[segment.GetLabelValue()]
-                segment.SetColor(*rgb)
-                display.SetSegmentOpacity2DFill(segmentation.GetNthSegmentID(i), opacity)
 
     # ----- stopping and finishing --------------------------------------------------------------
     def cancel(self) -> float:
@@ -1110,267 +568,11 @@ class ShapSegExplainLogic(ScriptedLoadableModuleLogic):
             self.onFinished(self.state, resultNode)
 
     # ----- results -----------------------------------------------------------------------------
-    def loadResult(self, outDir: pathlib.Path, label: str):
-        """players.seg.nrrd over the CT (names and colours from the file, opacity by |φ|) and
-        its table; both named after the run and kept alongside earlier runs."""
-        expl = result_view.read_explanation(outDir)
-        expl["out"] = str(outDir)
-        segNode = slicer.util.loadSegmentation(str(outDir / "players.seg.nrrd"))
-        segNode.SetName(slicer.mrmlScene.GenerateUniqueName(f"ShapSegExplain {label}"))
-        segNode.SetAttribute(RESULT_ATTRIBUTE, str(outDir))
-        segNode.SetAttribute(RESULT_JSON_ATTRIBUTE, result_view.compact_explanation(expl))
-        table = self.makeTable(expl, segNode.GetName())
-        segNode.SetNodeReferenceID(TABLE_REFERENCE, table.GetID())
-        self._explanations[segNode.GetID()] = expl
-        self.applyDisplay(segNode, 0, 0.0)
-        return segNode
-
-    def makeTable(self, expl: dict, name: str):
-        """The table node: player, organ, φ, ±SE, mL, rank (largest φ first)."""
-        rows = result_view.table_rows(expl["players"])
-        table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} table")
-        columns = []
-        for title in result_view.TABLE_COLUMNS:
-            array = vtk.vtkStringArray() if title in ("Player", "Organ") else \
-                vtk.vtkIntArray() if title == "Rank" else vtk.vtkDoubleArray()
-            array.SetName(title)
-            columns.append(array)
-        for row in rows:
-            for array, title in zip(columns, result_view.TABLE_COLUMNS):
-                array.InsertNextValue(row[title])
-        for array in columns:
-            table.AddColumn(array)
-        if hasattr(table, "SetUseColumnTitleAsColumnHeader"):    # Slicer >= 5.8; the titles are the names anyway
-            table.SetUseColumnTitleAsColumnHeader(True)
-        table.SetLocked(True)
-        table.SetAttribute("ShapSegExplain.SegmentIds", ";".join(r["segment_id"] for r in rows))
-        return table
-
-    @staticmethod
-    def saveSceneBundle(path: str | pathlib.Path) -> int:
-        """The scene as one Slicer data bundle (``.mrb``): every node with its data inside, so a
-        finished explanation reopens on another computer without its result folder (the CT, the
-        region, the players with colours and φ, explanation.json on the result node, the table).
-        ``vtkMRMLScene::WriteToMRB`` is what Slicer's own scene writer calls for ``.mrb``
-        (``qSlicerSceneWriter::writeToMRB``). Returns the bundle's size in bytes."""
-        path = pathlib.Path(path).resolve()
-        path = path if path.suffix.lower() == ".mrb" else path.with_name(path.name + ".mrb")
-        scene = slicer.mrmlScene
-        scene.SetURL(str(path))
-        scene.SetRootDirectory(str(path.parent))
-        if not path.parent.is_dir() or not scene.WriteToMRB(str(path)):
-            raise ShapSegError(f"cannot save the scene as {path} (is the folder there and writable?)")
-        return path.stat().st_size
-
-    def explanationOf(self, segNode) -> dict | None:
-        if segNode is None or not segNode.GetAttribute(RESULT_ATTRIBUTE):
-            return None
-        if segNode.GetID() not in self._explanations:      # a result from a saved scene, maybe another computer's
-            expl = result_view.stored_explanation(segNode.GetAttribute(RESULT_ATTRIBUTE),
-                                                  segNode.GetAttribute(RESULT_JSON_ATTRIBUTE))
-            if expl is None:
-                return None
-            self._explanations[segNode.GetID()] = expl
-        return self._explanations[segNode.GetID()]
-
-    def tableOf(self, segNode):
-        return segNode.GetNodeReference(TABLE_REFERENCE) if segNode else None
-
-    @staticmethod
-    def colorScale(expl: dict) -> float:
-        return result_view.legend_scale(expl["players"])
-
-    def applyDisplay(self, segNode, topK: int, minAbsPhi: float, showUncertain: bool = False) -> None:
-        """The report's display rules (fill by |φ|, outlines on the top players, uncertain
-        players hidden unless asked for) and the "top k / hide |φ| below t" filter."""
-        expl = self.explanationOf(segNode)
-        if expl is None:
-            return
-        styles = result_view.player_display(expl["players"], show_uncertain=showUncertain)
-        phi = [p["phi"] for p in expl["players"]]
-        visible = result_view.visible_players(phi, topK, minAbsPhi, styles)
-        display = segNode.GetDisplayNode()
-        with slicer.util.NodeModify(display):
-            for player, style, shown in zip(expl["players"], styles, visible):
-                segmentId = result_view.segment_id(player["id"])
-                display.SetSegmentOpacity2DFill(segmentId, style.fill)
-                display.SetSegmentOpacity2DOutline(segmentId, result_view.OUTLINE_OPACITY if style.outlined else 0.0)
-                display.SetSegmentVisibility(segmentId, bool(shown))
-
-    def showOnly(self, segNode, showAll: bool = False) -> None:
-        """Show the chosen result (and hide the others unless comparing)."""
-        for node in slicer.util.getNodesByClass("vtkMRMLSegmentationNode"):
-            if node.GetAttribute(RESULT_ATTRIBUTE) and node.GetDisplayNode():
-                shown = showAll or (segNode is not None and node.GetID() == segNode.GetID())
-                node.GetDisplayNode().SetVisibility(shown)
-
-    def jumpToPlayer(self, segNode, row: int) -> None:
-        """Centre the slice views on the player of a table row."""
-        expl = self.explanationOf(segNode)
-        if expl is None:
-            return
-        rows = result_view.table_rows(expl["players"])
-        if 0 <= row < len(rows) and rows[row]["centroid_ras"]:
-            x, y, z = rows[row]["centroid_ras"]
-            slicer.modules.markups.logic().JumpSlicesToLocation(x, y, z, True)
-
 
 #
 # ShapSegExplainTest
 #
-class ShapSegExplainTest(ScriptedLoadableModuleTest):
-    """Runs the demo case end to end through the logic, as the panel does: phantom CT,
-    shipped demo model, a box around the planted finding, the real worker process, the live
-    overlay and the loaded result; then a cancel. Needs torch and nnU-Net: without them it says so
-    and skips (an extension build machine does not install them)."""
-
-    TIMEOUT_S = 900
-    DEMO_BUDGET = 60      # coalitions: ≥ 2M+2 for the demo's players, and the finding still comes out on top per mL
-
-    def setUp(self):
-        slicer.mrmlScene.Clear()
-
-    def runTest(self):
-        self.setUp()
-        self.test_StartupRegistrations()
-        missing = dependencies.missing()
-        if missing:        # an extension build machine: no hours of torch installs; say what was not run
-            self.delayDisplay(f"ShapSeg Explain self-test: the end-to-end runs are skipped, the Python packages "
-                              f"{', '.join(missing)} are not installed (press Install in the module first)")
-            logging.warning("ShapSegExplainTest skipped the demo runs: missing %s", ", ".join(missing))
-            return
-        self.setUp()
-        self.test_DemoEndToEnd()
-        self.setUp()
-        self.test_CancelStopsTheWorker()
-
-    # helpers
-    def _demoScene(self, budget: int):
-        logic = ShapSegExplainLogic()
-        p, case = logic.setUpDemoScene(budget=budget, region=Region.BOX)
-        return logic, p, case
-
-    def _wait(self, logic, until):
-        import time
-        t0 = time.monotonic()
-        while not until():
-            slicer.app.processEvents()
-            time.sleep(0.02)
-            self.assertLess(time.monotonic() - t0, self.TIMEOUT_S, "the worker did not finish in time")
-
-    def test_StartupRegistrations(self):
-        """What only a real Slicer shows (issue 44): every .py at the top of this module's folder
-        was instantiated as a module, the demo is in Sample Data, and the subject hierarchy offers
-        "Explain this" on a segment in the Data module and under a click on it in a slice view.
-        Needs no torch (SimpleITK and scipy are Slicer's own)."""
-        import numpy as np
-        import SampleData
-        from scipy import ndimage
-        here = pathlib.Path(__file__).resolve().parent
-        loaded = set(slicer.app.moduleManager().factoryManager().loadedModuleNames())
-        self.assertEqual([f.stem for f in here.glob("*.py") if f.stem not in loaded], [])
-        samples = SampleData.SampleDataLogic.sampleDataSourcesByCategory(SAMPLE_CATEGORY)
-        self.assertIn(SAMPLE_NAME, [s.sampleName for s in samples])
-        self.assertIsNotNone(slicer.qSlicerSubjectHierarchyPluginHandler.instance().pluginByName("ShapSegExplain"))
-        plugin = slicer.ShapSegExplainSubjectHierarchyPlugin        # where setPythonSource keeps the instance
-        self.assertIn(plugin.explainAction, plugin.viewContextMenuActions())
-
-        p, _case = ShapSegExplainLogic().setUpDemoScene()
-        reference, segmentId = p.referenceSegmentation, p.referenceSegmentId
-        p.anatomySegmentation.GetDisplayNode().SetVisibility(False)
-        shNode = slicer.mrmlScene.GetSubjectHierarchyNode()
-        children = vtk.vtkIdList()
-        shNode.GetItemChildren(shNode.GetItemByDataNode(reference), children)
-        segmentItem = next(children.GetId(i) for i in range(children.GetNumberOfIds())
-                           if shNode.GetItemAttribute(children.GetId(i), "segmentID") == segmentId)
-        plugin.showContextMenuActionsForItem(segmentItem)
-        self.assertTrue(plugin.explainAction.visible, "no 'Explain this' on a segment in the Data module")
-        plugin.showContextMenuActionsForItem(shNode.GetItemByDataNode(reference))
-        self.assertFalse(plugin.explainAction.visible, "'Explain this' on a segmentation, not a segment")
-
-        # a click on the segment's most interior voxel in the red slice view
-        mask = slicer.util.arrayFromSegmentBinaryLabelmap(reference, segmentId, p.inputVolume)
-        k, j, i = np.unravel_index(np.argmax(ndimage.distance_transform_edt(mask)), mask.shape)
-        ijkToRas = vtk.vtkMatrix4x4()
-        p.inputVolume.GetIJKToRASMatrix(ijkToRas)
-        ras = list(ijkToRas.MultiplyPoint([float(i), float(j), float(k), 1.0])[:3])
-        red = slicer.app.layoutManager().sliceWidget("Red")
-        red.mrmlSliceNode().JumpSliceByCentering(*ras)
-        red.sliceView().forceRender()
-        slicer.app.processEvents()
-        sceneItem = shNode.GetSceneItemID()
-        plugin.showViewContextMenuActionsForItem(sceneItem, {"ViewNodeID": red.mrmlSliceNode().GetID(),
-                                                             "WorldPosition": ras})
-        self.assertTrue(plugin.explainAction.visible, "no 'Explain this' under a click on a segment")
-        self.assertEqual(plugin.target, (reference, segmentId))
-        plugin.showViewContextMenuActionsForItem(sceneItem, {"ViewNodeID": red.mrmlSliceNode().GetID(),
-                                                             "WorldPosition": [c + 1000.0 for c in ras]})
-        self.assertFalse(plugin.explainAction.visible, "'Explain this' where there is no segment")
-        self.delayDisplay("Start-up registrations checked")
-
-    def test_DemoEndToEnd(self):
-        self.delayDisplay("Explaining the demo finding")
-        logic, p, case = self._demoScene(budget=self.DEMO_BUDGET)
-        seen, finished = [], {}
-        logic.onEvent = lambda e, s: seen.append((e.get("event"), logic.run.preview is not None))
-        logic.onFinished = lambda s, node: finished.update(state=s, node=node)
-        logic.start(p)
-        self.assertTrue(logic.running)
-        self._wait(logic, lambda: "state" in finished)
-        state, segNode = finished["state"], finished["node"]
-        self.assertEqual(state.outcome, "result", state.message)
-        kinds = [k for k, _ in seen]
-        self.assertIn("players", kinds)
-        self.assertTrue(any(k == "partial" and live for k, live in seen), "no live overlay during the run")
-        expl = logic.explanationOf(segNode)
-        segmentation = segNode.GetSegmentation()
-        self.assertEqual(segmentation.GetNumberOfSegments(), len(expl["players"]))
-        phi = [pl["phi"] for pl in expl["players"]]
-        self.assertAlmostEqual(sum(phi), expl["full_value"] - expl["base_value"], places=6)
-        styles = result_view.player_display(expl["players"])
-        for player, style in zip(expl["players"], styles):
-            segment = segmentation.GetSegment(result_view.segment_id(player["id"]))
-            self.assertIsNotNone(segment)
-            for a, b in zip(segment.GetColor(), style.rgb):
-                self.assertAlmostEqual(a, b, places=4)
-            display = segNode.GetDisplayNode()
-            self.assertAlmostEqual(display.GetSegmentOpacity2DFill(result_view.segment_id(player["id"])), style.fill,
-                                   places=4)
-            self.assertEqual(display.GetSegmentOpacity2DOutline(result_view.segment_id(player["id"])) > 0,
-                             style.outlined)
-        table = logic.tableOf(segNode)
-        self.assertEqual(table.GetNumberOfRows(), len(expl["players"]))
-        import numpy as np
-        import slicerio
-        from ShapSegExplainLib.demo.demo_case import mimic_player_shares
-        players_ct = slicerio.read_segmentation(str(pathlib.Path(expl["out"]) / "players.seg.nrrd"))["voxels"]
-        shares = mimic_player_shares(players_ct.transpose(2, 1, 0), case.phantom.mimic, len(phi))
-        finding = int(np.argmax(shares))
-        density = np.array(phi) / np.array([pl["ml"] for pl in expl["players"]])
-        self.assertEqual(int(np.argmax(density)), finding, "the planted finding's player is not the densest driver")
-        self.assertIn(finding, np.argsort(phi)[-2:].tolist(), "the planted finding's player is not in the top two")
-        logic.applyDisplay(segNode, 3, 0.0)
-        shown = [segNode.GetDisplayNode().GetSegmentVisibility(result_view.segment_id(pl["id"]))
-                 for pl in expl["players"]]
-        self.assertEqual(sum(shown), 3)
-        self.assertIsNone(slicer.mrmlScene.GetFirstNodeByName(f"ShapSegExplain running: {logic.run.label}"))
-        self.delayDisplay("Demo explained")
-
-    def test_CancelStopsTheWorker(self):
-        import time
-        self.delayDisplay("Cancelling a run")
-        logic, p, _case = self._demoScene(budget=2000)
-        partials = []
-        logic.onEvent = lambda e, s: partials.append(1) if e.get("event") == "partial" else None
-        folder = logic.start(p)
-        pid = logic.worker.pid
-        self._wait(logic, lambda: partials)
-        t0 = time.perf_counter()
-        logic.cancel()
-        self.assertLess(time.perf_counter() - t0, 1.0)
-        self.assertFalse(logic.running)
-        import psutil
-        self.assertFalse(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
-        self.assertFalse(folder.exists(), "a cancelled run left files")
-        self.assertEqual(logic.state.outcome, "cancelled")
-        self.delayDisplay("Cancelled")
+class ShapSegExplainTest(ShapSegExplainSelfTest):
+    """The self-test (ShapSegExplainSlicer/selftest.py): the start-up registrations, the demo
+    case end to end through the logic, and a cancel."""
+    logicClass = ShapSegExplainLogic

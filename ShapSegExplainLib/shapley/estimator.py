@@ -13,7 +13,7 @@
     in the Möbius basis whose interactions fade with their order at a rate learnt by
     maximum likelihood (``shapley_gp``); every evaluated coalition informs it, both
     halves of a pair included. Standard errors are the posterior standard deviations,
-    with the hyperparameters integrated out on up to ``HYPER_ROWS`` coalitions
+    with the hyperparameters integrated out on up to ``gp_fit.HYPER_ROWS`` coalitions
     (or a grouped jackknife over the sampled pairs). If the additive fit reproduces
     v(S) - v(N∖S) on every evaluated pair, as it does for every game with interactions
     of order <= 2, that fit is used: it is then exact.
@@ -23,6 +23,8 @@
     weights, a ridge towards the equal split chosen by cross-validation over the pairs,
     and grouped-jackknife (or bootstrap) standard errors over the sampled pairs; sizes 1
     and M-1 enumerated only from about 6-7M (``always_singletons`` to force them).
+  Each is one entry of ``FITS`` (name, design, standard-error methods, fit), its fit in its
+  own module: ``shapley.gp_fit``, ``shapley.trees``, ``shapley.wls``.
   Both impose efficiency (Σφ = v(N) - v(∅)) to rounding after every batch: the WLS fit as
   a KKT constraint, the GP because v(N) is observed without noise; the last rounding is
   spread evenly.
@@ -51,7 +53,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..choices import ESTIMATORS
+from . import gp_fit, trees, wls
 from .settings import ShapleySettings
 from ..errors import ShapSegError
 
@@ -63,8 +65,25 @@ EXACT_MAX_PLAYERS = 10   # the default budget enumerates every coalition up to t
 BUDGET_PER_PLAYER = 10   # ... and allows this many coalitions per player beyond it
 EVAL_CHUNK = 16       # coalitions per game call: how often a time limit or forward budget is checked
 Pace = Callable[[], int]                 # how many coalitions the next game call may hold (near a limit: fewer)
-HYPER_ROWS = 600      # the GP's hyperparameters are fitted on at most this many coalitions
-RIDGES = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One estimator, as ``KernelShapRun`` uses it: the design it samples, the standard-error
+    methods it offers (the first is the default) and its estimate after every batch."""
+    name: str
+    design: str                     # "gp": sizes 1 and M-1 enumerated, cost-aware draws; "kernelshap": uniform
+    se_methods: tuple[str, ...]
+    estimate: Callable[["KernelShapRun", dict, bool], dict]   # (run, normal-equation parts, fresh) -> est
+
+
+# Every estimator, by name: its fit lives in its own module. choices.ESTIMATORS lists the
+# same names for the torch-free readers (command line, job check).
+FITS: dict[str, Fit] = {fit.name: fit for fit in (
+    Fit("gp", "gp", ("posterior", "jackknife"), gp_fit.estimate),
+    Fit("wls", "kernelshap", ("jackknife", "bootstrap"), wls.estimate),
+    Fit("gp-trees", "gp", ("posterior", "jackknife"), trees.estimate),   # the GP's design, the trees' estimate
+)}
 
 
 def default_budget(n_players: int) -> int:
@@ -161,18 +180,19 @@ class KernelShapRun:
         self.game, self.m, self.seed, self.n_boot = game, int(n_players), int(seed), int(resamples)
         self.settings = (settings or ShapleySettings()).replaced(estimator=estimator)
         estimator = self.settings.estimator
-        if estimator not in ESTIMATORS:
-            raise ValueError(f"estimator must be one of {ESTIMATORS}")
+        if estimator not in FITS:
+            raise ValueError(f"estimator must be one of {tuple(FITS)}")
         self.estimator, self.max_order = estimator, max_order
-        self.gp_design = estimator in ("gp", "gp-trees")   # gp-trees: the GP's design, the estimate of shapley.trees
-        se_method = se_method or ("posterior" if self.gp_design else "jackknife")
-        allowed = ("posterior", "jackknife") if self.gp_design else ("jackknife", "bootstrap")
+        self.fitter = FITS[estimator]
+        self.gp_design = self.fitter.design == "gp"
+        se_method = se_method or self.fitter.se_methods[0]
+        allowed = self.fitter.se_methods
         if se_method not in allowed:
             raise ValueError(f"se_method must be one of {allowed} with the {estimator} estimator")
         self.se_method = se_method
-        self.theta: np.ndarray | None = None            # GP hyperparameters (log ρ, log λ, log σ, log ω)
+        self.theta: np.ndarray | None = None            # GP hyperparameters (log ρ, log λ, log σ, log ω): gp_fit
         self.theta_at = 0                               # evaluations when they were last optimised
-        self.widening = np.ones(self.m)                 # SE with θ integrated out / SE at θ̂ (_se_widening)
+        self.widening = np.ones(self.m)                 # SE with θ integrated out / SE at θ̂ (gp_fit._se_widening)
         self.rng = np.random.default_rng(seed)
         self.rows: dict[bytes, int] = {}
         self.coalitions: list[np.ndarray] = []
@@ -188,7 +208,7 @@ class KernelShapRun:
         self.always_singletons = self.gp_design if always_singletons is None else bool(always_singletons)
         if shrinkage not in ("cv", "none"):
             raise ValueError("shrinkage must be cv or none")
-        self.shrinkage, self.ridge = shrinkage, 0.0
+        self.shrinkage, self.ridge = shrinkage, 0.0      # wls: the ridge it chose last
         self.stratum_draws: dict[int, int] = {}
         self.stop: Callable[[], str | None] = lambda: None   # asked between chunks of evaluations
         self.chunk = EVAL_CHUNK
@@ -352,98 +372,29 @@ class KernelShapRun:
                        stratum=stratum, stratum_mass=mass)
         return out
 
-    def _normal(self, sys_: dict, pair_counts: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Normal matrix, right-hand side and per-pair row weights for given draw counts."""
-        a, b = sys_["a"].copy(), sys_["b"].copy()
-        w = np.zeros(0)
-        if "xa" in sys_:
-            c = sys_["counts"] if pair_counts is None else pair_counts
-            per_stratum = np.bincount(sys_["stratum"], weights=c, minlength=len(sys_["stratum_mass"]))
-            # post-stratified: a stratum's kernel mass shared by its draws, half to each row of a pair
-            w = c * sys_["stratum_mass"][sys_["stratum"]] / (2.0 * np.maximum(per_stratum[sys_["stratum"]], 1e-300))
-            for xs, ys in ((sys_["xa"], sys_["ya"]), (sys_["xb"], sys_["yb"])):
-                xw = xs * w[:, None]
-                a += xw.T @ xs
-                b += xw.T @ ys
-        return a, b, w
-
     def fit(self, pair_counts: np.ndarray | None = None, system: dict | None = None,
             ridge: float | None = None) -> np.ndarray:
-        """Constrained weighted least squares (``pair_counts`` overrides the draw counts), with
-        the ridge chosen by ``choose_ridge`` unless given."""
-        sys_ = system or self._system()
-        a, b, _ = self._normal(sys_, pair_counts)
-        return _constrained_solve(a, b, self.vn - self.v0, self.ridge if ridge is None else ridge)
-
-    def choose_ridge(self, system: dict | None = None, folds: int = 10) -> float:
-        """Ridge strength by cross-validation over the sampled pair draws: the weighted
-        held-out loss of each candidate, summed over folds; 0 wins ties (games the fit
-        reproduces exactly, e.g. of order <= 2, keep an unbiased, exact fit)."""
-        sys_ = system or self._system()
-        if self.shrinkage != "cv" or "xa" not in sys_ or len(sys_["counts"]) < folds:
-            self.ridge = 0.0
-            return 0.0
-        counts = sys_["counts"]
-        _, _, w_all = self._normal(sys_, None)
-        rng = np.random.default_rng([self.seed, self.n_draws, 1])
-        loss = np.zeros(len(RIDGES))
-        for held in np.array_split(rng.permutation(len(counts)), folds):
-            c = counts.copy()
-            c[held] = 0.0
-            a, b, _ = self._normal(sys_, c)
-            for k, lam in enumerate(RIDGES):
-                phi = _constrained_solve(a, b, self.vn - self.v0, lam)
-                ra = sys_["ya"][held] - sys_["xa"][held] @ phi
-                rb = sys_["yb"][held] - sys_["xb"][held] @ phi
-                loss[k] += np.sum(w_all[held] * (ra ** 2 + rb ** 2))
-        best = int(np.argmin(loss))
-        self.ridge = float(RIDGES[best]) if loss[best] < loss[0] * (1 - 1e-9) else 0.0
-        return self.ridge
-
-    def standard_errors(self, system: dict | None = None) -> np.ndarray:
-        """Standard errors from resampling the sampled pair draws (enumerated rows are exact).
-
-        ``jackknife`` (default): delete-a-group jackknife over at most ``resamples``
-        groups of draws. ``bootstrap``: ``resamples`` bootstrap refits. On third-order games
-        (10 seeds, M = 16/32/64) both cover 89-98 % with the default design; with sizes 1
-        and M-1 enumerated at a budget of 4M (only about M/2 sampled pairs for M
-        parameters) the bootstrap covers 66-79 %, the jackknife 90-99 %, hence the default."""
-        sys_ = system or self._system()
-        if "xa" not in sys_ or self.n_boot < 2:
-            return np.zeros(self.m)
-        counts = sys_["counts"]
-        draws = np.repeat(np.arange(len(counts)), counts.astype(int))
-        rng = np.random.default_rng([self.seed, self.n_draws])
-        reps = []
-        if self.se_method == "bootstrap":
-            for _ in range(self.n_boot):
-                pick = rng.choice(draws, size=draws.size, replace=True)
-                reps.append(self.fit(np.bincount(pick, minlength=len(counts)).astype(np.float64), sys_))
-            return np.std(np.array(reps), axis=0, ddof=1)
-        g = min(self.n_boot, draws.size)
-        if g < 2:
-            return np.zeros(self.m)
-        for part in np.array_split(rng.permutation(draws.size), g):
-            keep = np.delete(draws, part)
-            reps.append(self.fit(np.bincount(keep, minlength=len(counts)).astype(np.float64), sys_))
-        return _jackknife_se(np.array(reps))
+        """The constrained weighted least-squares fit (``wls.fit``)."""
+        return wls.fit(self, pair_counts, system, ridge)
 
     # -- the estimate after a batch
     def estimate(self, system: dict, fresh: bool = False) -> dict:
-        """φ, standard errors and what produced them. ``gp``: the Gaussian-process posterior
-        (``shapley_gp``) unless the additive fit reproduces every complement pair exactly
+        """φ, standard errors and what produced them: the estimator's fit (``FITS``), but where
+        every estimator would agree. A first design cut short is fitted by the GP (only it
+        fits any set of coalitions). On the GP's design, the WLS fit when every size is
+        enumerated, and the additive fit when it reproduces every complement pair exactly
         (then the game's odd part is additive on the data, as for every game of order <= 2,
-        and that fit is its exact Shapley value) or every size is enumerated."""
+        and that fit is its exact Shapley value)."""
         if self.partial:
-            return {**self.gp_estimate(fresh=True, se_method="posterior"), "estimator": "gp (first design incomplete)"}
-        if self.gp_design and self.sampled_sizes:
+            return {**gp_fit.gp_estimate(self, fresh=True, se_method="posterior"),
+                    "estimator": "gp (first design incomplete)"}
+        if self.gp_design and not self.sampled_sizes:
+            return wls.estimate(self, system, fresh)
+        if self.gp_design:
             exact = self.additive_fit(system)
-            if exact is None:
-                return self.trees_estimate(fresh) if self.estimator == "gp-trees" else self.gp_estimate(fresh)
-            return {"values": exact, "se": np.zeros(self.m), "estimator": "additive (exact fit)"}
-        self.choose_ridge(system)
-        return {"values": self.fit(system=system), "se": self.standard_errors(system), "estimator": "wls",
-                "ridge": self.ridge}
+            if exact is not None:
+                return {"values": exact, "se": np.zeros(self.m), "estimator": "additive (exact fit)"}
+        return self.fitter.estimate(self, system, fresh)
 
     def complement_pairs(self) -> np.ndarray:
         """Rows (a, b) of every evaluated coalition and its evaluated complement, but ∅/N."""
@@ -462,8 +413,8 @@ class KernelShapRun:
         pairs = self.complement_pairs()
         if len(pairs) < self.m:
             return None
-        a, b, _ = self._normal(system, None)
-        phi = _constrained_solve(a, b, self.vn - self.v0, 0.0)
+        a, b, _ = wls.normal_equations(system, None)
+        phi = wls.constrained_solve(a, b, self.vn - self.v0, 0.0)
         x = np.array(self.coalitions, dtype=np.float64)
         v = np.array(self.values)
         diff = v[pairs[:, 0]] - v[pairs[:, 1]]
@@ -471,104 +422,11 @@ class KernelShapRun:
         scale = max(float(np.abs(diff).max()), abs(self.vn - self.v0), 1e-300)
         return phi if float(np.abs(resid).max()) <= 1e-9 * scale else None
 
-    def gp_estimate(self, fresh: bool = False, se_method: str | None = None) -> dict:
-        """The posterior of φ; the hyperparameters are re-optimised (warm-started) when the
-        evaluations grew by half since the last time, or when ``fresh``."""
-        from .gp import STARTS, GameGP
-        x, v = np.array(self.coalitions), np.array(self.values)
-        gp = GameGP(x, v, self.v0, self.max_order)
-        n = self.n_evaluations
-        refit = self.theta is None or (fresh and self.theta_at != n) or n >= 1.5 * self.theta_at
-        if refit:
-            # a default start every time: a warm start alone can stay at a bound it reached
-            # while the data were few
-            starts = [np.array(st) for st in STARTS] if self.theta is None else [np.array(STARTS[0]), self.theta]
-            self.theta, self.theta_at = self._hyper_gp(gp, x, v).optimize(starts), n
-        post = gp.posterior(self.theta)
-        phi = post.values + (self.vn - self.v0 - post.values.sum()) / self.m
-        if (se_method or self.se_method) != "posterior":
-            se = self.gp_jackknife(x, v)
-        else:
-            se = post.se * self._se_widening(gp, post, refit)
-        return {"values": phi, "se": se, "estimator": "gp", "log_rho": float(self.theta[0]),
-                "log_nugget": float(self.theta[1]), "log_size_offset": float(self.theta[2]),
-                "log_pair_weight": float(self.theta[3]) if len(self.theta) > 3 else None,
-                "fresh": self.theta_at == n}
-
-    def trees_estimate(self, fresh: bool = False) -> dict:
-        """``shapley.trees``: a tree proxy corrected by the GP on its residuals, with bootstrap
-        standard errors, whenever the GP's θ is refitted (so for every final and stopping
-        estimate; the GP's estimate in between, which costs a fraction of the trees')."""
-        from .trees import trees_estimate
-        out = self.gp_estimate(fresh)
-        if not out["fresh"]:
-            return out
-        phi, se = trees_estimate(np.array(self.coalitions), np.array(self.values), self.seed, self.max_order)
-        phi = phi + (self.vn - self.v0 - phi.sum()) / self.m
-        return {**out, "values": phi, "se": se, "estimator": "gp-trees"}
-
-    def _se_widening(self, gp, post, refit: bool) -> np.ndarray:
-        """Per player, the posterior SE with θ integrated out (``gp.marginal_se``) over the
-        SE at θ̂; 1 beyond ``HYPER_ROWS`` coalitions, where θ is well determined. Computed
-        when θ is fitted (so for every final and stopping estimate), kept between fits."""
-        if refit:
-            self.widening = np.ones(self.m)
-            if self.n_evaluations <= HYPER_ROWS:
-                wide = gp.marginal_se(post, np.random.default_rng([self.seed, self.n_evaluations, 3]))
-                self.widening = np.divide(wide, post.se, out=np.ones(self.m), where=post.se > 0)
-        return self.widening
-
-    def _hyper_gp(self, gp, x: np.ndarray, v: np.ndarray):
-        """The model the hyperparameters are fitted on: every row up to ``HYPER_ROWS``,
-        else that many drawn at random (seeded), v(∅) and v(N) always. Two numbers are
-        well determined by a few hundred coalitions; the posterior uses every row."""
-        from .gp import GameGP
-        if len(v) <= HYPER_ROWS:
-            return gp
-        rng = np.random.default_rng([self.seed, len(v), 2])
-        ends = np.flatnonzero(~x.any(axis=1) | x.all(axis=1))
-        rest = np.setdiff1d(np.arange(len(v)), ends)
-        pick = np.sort(np.concatenate([ends, rng.choice(rest, HYPER_ROWS - len(ends), replace=False)]))
-        return GameGP(x[pick], v[pick], self.v0, self.max_order)
-
-    def gp_jackknife(self, x: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Delete-a-group jackknife over the sampled pairs, hyperparameters fixed."""
-        from .gp import GameGP
-        pairs = np.array(list(self.pair_draws.keys()), dtype=np.int64).reshape(-1, 2)
-        g = min(self.n_boot, len(pairs))
-        if g < 2:
-            return np.zeros(self.m)
-        rng = np.random.default_rng([self.seed, self.n_draws])
-        reps = []
-        for part in np.array_split(rng.permutation(len(pairs)), g):
-            keep = np.ones(len(v), bool)
-            keep[pairs[part].ravel()] = False
-            reps.append(GameGP(x[keep], v[keep], self.v0, self.max_order).posterior(self.theta).values)
-        return _jackknife_se(np.array(reps))
-
     def audit(self) -> dict:
         """Everything needed to check, resume or re-fit a run."""
         return {"seed": self.seed, "coalitions": np.array(self.coalitions), "values": np.array(self.values),
                 "pair_draws": dict(self.pair_draws), "sampled_sizes": list(self.sampled_sizes),
                 "estimator": self.estimator, "theta": None if self.theta is None else self.theta.tolist()}
-
-
-def _constrained_solve(a: np.ndarray, b: np.ndarray, total: float, ridge: float = 0.0) -> np.ndarray:
-    """argmin φᵀAφ - 2bᵀφ + ridge·tr(A)/M·|φ|² subject to Σφ = total (the weighted least
-    squares with normal matrix A; the ridge shrinks towards the equal split total/M),
-    through the KKT system; the last rounding of the constraint is spread evenly so that
-    Σφ = total to machine precision."""
-    m = a.shape[0]
-    kkt = np.zeros((m + 1, m + 1))
-    kkt[:m, :m] = a + (ridge * np.trace(a) / m) * np.eye(m) if ridge > 0 else a
-    kkt[:m, m] = kkt[m, :m] = 1.0
-    rhs = np.concatenate([b, [total]])
-    try:
-        sol = np.linalg.solve(kkt, rhs)
-    except np.linalg.LinAlgError:
-        sol = np.linalg.lstsq(kkt, rhs, rcond=None)[0]
-    phi = sol[:m]
-    return phi + (total - phi.sum()) / m
 
 
 def _all_of_size(m: int, s: int):
@@ -694,12 +552,6 @@ def _drive(run: KernelShapRun, budget: int, batch_size, threshold, on_batch, min
     return ShapleyResult(values=phi, se=se, base_value=run.v0, full_value=run.vn, n_evaluations=run.n_evaluations,
                          ratio=ratio, exact=False, stop_reason=reason, seed=run.seed, coalitions=audit["coalitions"],
                          game_values=audit["values"], history=history, run=run, estimator=est["estimator"])
-
-
-def _jackknife_se(reps: np.ndarray) -> np.ndarray:
-    """Delete-a-group jackknife standard error from the g leave-one-group-out estimates."""
-    g = len(reps)
-    return np.sqrt((g - 1) / g * ((reps - reps.mean(axis=0)) ** 2).sum(axis=0))
 
 
 def _ratio(est: dict) -> float:

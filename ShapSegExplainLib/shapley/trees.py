@@ -18,6 +18,10 @@ Hand-written: the trees are scikit-learn's; their exact Shapley values over bina
 (a leaf is reached by the coalitions holding the players its path needs present and none
 of those it needs absent) take a few lines, where shap's TreeExplainer would be a runtime
 dependency for the same numbers.
+
+``estimate`` is the run's fit (the ``gp-trees`` entry of ``shapley.estimator.FITS``); the run is
+not imported (imports flow one way, estimator -> trees), and ``shapley.gp`` is imported inside
+the functions, so that importing the estimator does not load scipy.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from math import factorial
 
 import numpy as np
 
-from .gp import STARTS, GameGP
+from . import gp_fit
 
 N_TREES = 100
 DEPTH = 3
@@ -38,6 +42,18 @@ def fit_trees(x: np.ndarray, v: np.ndarray, seed: int):
     from sklearn.ensemble import GradientBoostingRegressor
     model = GradientBoostingRegressor(n_estimators=N_TREES, max_depth=DEPTH, learning_rate=RATE, random_state=seed)
     return model.fit(np.asarray(x, dtype=np.float64), v)
+
+
+def estimate(run: "KernelShapRun", system: dict, fresh: bool = False) -> dict:
+    """The GP's estimate, replaced by the trees' (``trees_estimate``) with bootstrap standard
+    errors whenever the GP's θ is refitted (so for every final and stopping estimate; the GP's
+    estimate in between, which costs a fraction of the trees')."""
+    out = gp_fit.gp_estimate(run, fresh)
+    if not out["fresh"]:
+        return out
+    phi, se = trees_estimate(np.array(run.coalitions), np.array(run.values), run.seed, run.max_order)
+    phi = phi + (run.vn - run.v0 - phi.sum()) / run.m
+    return {**out, "values": phi, "se": se, "estimator": "gp-trees"}
 
 
 def _leaves(tree) -> list[tuple[set, set, float]]:
@@ -77,6 +93,7 @@ def tree_shapley(model, m: int) -> np.ndarray:
 
 def _corrected(x: np.ndarray, v: np.ndarray, seed: int, theta: np.ndarray | None, max_order: int | None):
     """(φ̂, the residual GP's θ): the trees' φ plus the GP posterior mean on the residuals."""
+    from .gp import STARTS, GameGP
     model = fit_trees(x, v, seed)
     resid = v - model.predict(x.astype(np.float64))
     gp = GameGP(x, resid, float(resid[~x.any(axis=1)][0]), max_order)

@@ -97,6 +97,7 @@ def module():
     slicer.mrmlScene = slicer.vtkMRMLScene()
     io = _IOManager()
     slicer.app = types.SimpleNamespace(temporaryPath="/tmp", majorVersion=5, minorVersion=12, coreIOManager=lambda: io)
+    sys.path.insert(0, str(MODULE.parent))              # Slicer puts the module's folder on sys.path
     spec = importlib.util.spec_from_file_location("ShapSegExplain_real_mrml", MODULE)
     m = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(m)

@@ -12,8 +12,7 @@ import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = [ROOT / "ShapSegExplain" / name for name in (
-    "ShapSegExplain.py", "ShapSegExplainPlugins/ShapSegExplainSubjectHierarchyPlugin.py")]
+MODULES = sorted(p for p in (ROOT / "ShapSegExplain").rglob("*.py") if "Testing" not in p.parts)   # all it ships
 INDEX = Path(__file__).with_name("slicer_api_v5.10.0.json")
 # receivers that are not Slicer objects: Python's and other packages' (checked by their own tests)
 NOT_SLICER = {"pathlib", "psutil", "qt", "ctk", "PyTorchUtils", "os", "sys", "shutil", "logging", "json", "np",

@@ -18,6 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 MODULE_DIR = ROOT / "ShapSegExplain"
 MODULE = MODULE_DIR / "ShapSegExplain.py"
+PARTS = sorted((MODULE_DIR / "ShapSegExplainSlicer").glob("*.py"))     # the module's Slicer-side parts
 LIB = ROOT / "ShapSegExplainLib"
 UI = ROOT / "Resources" / "UI" / "ShapSegExplain.ui"
 HEAVY = ("torch", "nnunetv2", "matplotlib", "SimpleITK", "skimage", "scipy")
@@ -59,9 +60,8 @@ def test_cmake_lists_every_shipped_file_and_only_existing_ones():
     """The module's CMake ships the script; the top-level one ships the engine and the resources
     from the top-level folders, each entry landing at <scripted-modules dir>/<entry>."""
     module = (MODULE_DIR / "CMakeLists.txt").read_text()
-    assert cmake_list(module, "MODULE_PYTHON_SCRIPTS") == [
-        "ShapSegExplain.py", "ShapSegExplainPlugins/__init__.py",
-        "ShapSegExplainPlugins/ShapSegExplainSubjectHierarchyPlugin.py"]
+    assert sorted(cmake_list(module, "MODULE_PYTHON_SCRIPTS")) == sorted(
+        p.relative_to(MODULE_DIR).as_posix() for p in MODULE_DIR.rglob("*.py") if "Testing" not in p.parts)
     assert all((MODULE_DIR / f).is_file() for f in cmake_list(module, "MODULE_PYTHON_SCRIPTS"))
     top = (ROOT / "CMakeLists.txt").read_text()
     scripts, resources = cmake_list(top, "LIB_PYTHON_SCRIPTS"), cmake_list(top, "LIB_PYTHON_RESOURCES")
@@ -90,8 +90,14 @@ def ui_widgets() -> dict[str, ET.Element]:
     return {w.get("name"): w for w in ET.parse(UI).getroot().iter("widget")}
 
 
+def module_source() -> str:
+    """The module script and its Slicer-side parts, which it imports at load time."""
+    return "\n".join(f.read_text() for f in [MODULE, *PARTS])
+
+
 def module_tree() -> ast.Module:
-    return ast.parse(MODULE.read_text())
+    """One tree of the module and its parts: each file's top-level statements in turn."""
+    return ast.Module(body=[n for f in [MODULE, *PARTS] for n in ast.parse(f.read_text()).body], type_ignores=[])
 
 
 def ui_names_used() -> set[str]:
@@ -142,7 +148,7 @@ def test_parameters_without_a_bound_widget_are_handled_by_the_module():
     unbound = set(parameter_fields()) - set(bound_widgets())
     assert unbound == {"targetClass", "referenceSegmentation", "referenceSegmentId", "referenceIsland",
                        "regionSegmentation", "regionSegmentId", "regionIsland"}
-    source = MODULE.read_text()
+    source = module_source()
     for name in unbound:
         assert f"_parameterNode.{name} =" in source or f"p.{name} =" in source, name
 
@@ -210,6 +216,7 @@ for name in ("qt", "ctk", "vtk"): mod(name, __getattr__=lambda attr: Any())
 def test_module_loads_on_stub_slicer_without_torch_and_its_choices_match_the_engine():
     code = STUBS + f'''
 import importlib.util, json
+sys.path.insert(0, {str(MODULE.parent)!r})      # Slicer puts the module's folder on sys.path (slicer_startup R4)
 spec = importlib.util.spec_from_file_location("ShapSegExplain", {str(MODULE)!r})
 m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
 print(json.dumps({{"heavy": [h for h in {HEAVY!r} if h in sys.modules],
@@ -231,7 +238,13 @@ print(json.dumps({{"heavy": [h for h in {HEAVY!r} if h in sys.modules],
 
 
 def test_module_has_a_self_test_that_runs_the_demo_and_a_cancel():
-    cls = next(n for n in module_tree().body if isinstance(n, ast.ClassDef) and n.name == "ShapSegExplainTest")
+    """``ShapSegExplainTest`` (the name Slicer's ``runTest`` and ctest look up) is the self-test
+    of ShapSegExplainSlicer/selftest.py, run with the module's own Logic."""
+    classes = {n.name: n for n in module_tree().body if isinstance(n, ast.ClassDef)}
+    test = classes["ShapSegExplainTest"]
+    assert [ast.unparse(b) for b in test.bases] == ["ShapSegExplainSelfTest"]
+    assert any(isinstance(n, ast.Assign) and ast.unparse(n) == "logicClass = ShapSegExplainLogic" for n in test.body)
+    cls = classes["ShapSegExplainSelfTest"]
     methods = {n.name for n in cls.body if isinstance(n, ast.FunctionDef)}
     assert {"runTest", "test_DemoEndToEnd", "test_CancelStopsTheWorker"} <= methods
     run = ast.unparse(next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "runTest"))
