@@ -449,3 +449,10 @@ def roi_labels(model: NNUNetModel, logits: torch.Tensor) -> torch.Tensor:
     """(k, C, n) logits -> (k, n) labels with the model's label manager (argmax or regions)."""
     seg = model.label_manager.convert_logits_to_segmentation(logits.permute(1, 0, 2))
     return torch.as_tensor(seg)
+
+
+def roi_probability(model: NNUNetModel, logits: torch.Tensor, c: int) -> torch.Tensor:
+    """(k, C, n) logits -> (k, n) probability of class ``c`` with the model's own nonlinearity
+    (softmax, or sigmoid for region models): what the soft value functions read."""
+    probs = model.label_manager.apply_inference_nonlin(logits.float().permute(1, 0, 2))
+    return torch.as_tensor(probs)[c]

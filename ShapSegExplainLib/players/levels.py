@@ -19,7 +19,8 @@ from ..nnunet.grid import RoiPlan
 from .anatomy import Anatomy
 from .fragments import connected_pieces, merge_small, piece_stats
 from .lattice import encode_cells, fcc_cell_volume_mm3, fcc_cells
-from .maps import CONTEXT_NAME, Player, PlayerMap, PlayerSettings, piece_values, roi_centre
+from .maps import (CONTEXT_NAME, Player, PlayerMap, PlayerSettings, anatomy_for_case, piece_values, players_for_case,
+                   roi_centre, support_mask)
 
 LEVEL_KINDS = ("hybrid", "fcc")
 
@@ -98,6 +99,19 @@ def level_spacings(settings: PlayerSettings, levels: int) -> list[float | None]:
     if settings.abstraction == "hybrid":
         out[0] = None
     return out
+
+
+def players_for_run(case, plan: RoiPlan, settings: PlayerSettings, anatomy_source=None, names_file=None,
+                    predictor=None, levels: int = 1, context: bool = True) -> PlayerMap | PlayerTree:
+    """A run's players, one entry for both shapes: the coarse-to-fine tree where the kind nests
+    (``LEVEL_KINDS``) and more than one level is asked, else the flat map. The context player
+    (``context``: the rest of the crop is a player, or stays as it is) is decided by the builder,
+    the same way for both."""
+    anatomy = anatomy_for_case(case, plan, settings, anatomy_source, names_file, predictor)
+    if levels > 1 and settings.abstraction in LEVEL_KINDS:
+        support = support_mask(plan, case.spacing, settings.margin_mm)
+        return build_tree(plan, case.spacing, anatomy, support, settings, levels, context=context)
+    return players_for_case(case, plan, settings, anatomy=anatomy, context=context)
 
 
 def build_tree(plan: RoiPlan, spacing, anatomy: Anatomy, support: np.ndarray, settings: PlayerSettings,

@@ -172,8 +172,11 @@ for _kind in (PlayerKind("organ", None, whole_organs=True),
 
 
 def build_players(plan: RoiPlan, spacing, anatomy: Anatomy, support: np.ndarray,
-                  settings: PlayerSettings = PlayerSettings(), intensities: np.ndarray | None = None) -> PlayerMap:
-    """The player map of one abstraction over the crop (``intensities``: crop image for SLIC)."""
+                  settings: PlayerSettings = PlayerSettings(), intensities: np.ndarray | None = None,
+                  context: bool = True) -> PlayerMap:
+    """The player map of one abstraction over the crop (``intensities``: crop image for SLIC);
+    ``context``: the rest of the crop is one player (else it stays as it is in every coalition,
+    id -1, and only the support's players are explained)."""
     settings.check()
     spacing = np.asarray(spacing, float)
     centre = roi_centre(plan)
@@ -193,9 +196,11 @@ def build_players(plan: RoiPlan, spacing, anatomy: Anatomy, support: np.ndarray,
         pieces = connected_pieces(keys, support)
         group = piece_values(pieces, codes) if by_organ else None
         pieces = merge_small(pieces, min_vox, group)
-    ids, players = _order_and_name(pieces, codes, anatomy, plan, spacing, centre, kind, by_organ)
+    ids, players = _order_and_name(pieces, codes, anatomy, plan, spacing, centre, kind, by_organ, context)
     info = {"min_piece_voxels": min_vox, "support_voxels": int(support.sum()),
             "anatomy_source": anatomy.source, "anatomy_reassigned_voxels": anatomy.reassigned_voxels}
+    if not context:
+        info["context"] = "fixed"
     return PlayerMap(ids=ids, players=players, support=support, anatomy=anatomy, settings=settings,
                      roi_centre=centre, info=info)
 
@@ -219,7 +224,7 @@ def piece_values(pieces: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _order_and_name(pieces, codes, anatomy, plan, spacing, centre, kind, by_organ):
+def _order_and_name(pieces, codes, anatomy, plan, spacing, centre, kind, by_organ, with_context):
     """Stable ids: support players by (organ, distance of centroid to the ROI centre, first
     voxel), organ units by organ; the context player last. Names say what a player is."""
     inside = pieces > 0
@@ -240,7 +245,7 @@ def _order_and_name(pieces, codes, anatomy, plan, spacing, centre, kind, by_orga
     ids = np.where(inside, lut[pieces], -1).astype(np.int32)
     players = _names(alive, majority, anatomy, kind, by_organ)
     context = plan.image_in_crop & ~inside
-    if context.any():
+    if with_context and context.any():
         ids[context] = len(players)
         players.append(Player(id=len(players), name=CONTEXT_NAME, kind="context", organ=None))
     return ids, players
@@ -266,7 +271,7 @@ def _names(alive, majority, anatomy, kind, by_organ) -> list[Player]:
 
 
 def players_for_case(case, plan: RoiPlan, settings: PlayerSettings, anatomy_source=None, names_file=None,
-                     predictor=None, anatomy: Anatomy | None = None) -> PlayerMap:
+                     predictor=None, anatomy: Anatomy | None = None, context: bool = True) -> PlayerMap:
     """Support, anatomy (the model's prediction or a label map file) and players for a prepared
     case. Pass ``anatomy`` (from ``anatomy_for_case``) to reuse it across abstractions."""
     settings.check()
@@ -277,7 +282,7 @@ def players_for_case(case, plan: RoiPlan, settings: PlayerSettings, anatomy_sour
     if PLAYER_KINDS[settings.abstraction].intensities:
         from ..nnunet.tiles import pad_data
         intensities = pad_data(case.model, case.data)[0][plan.crop].numpy()
-    return build_players(plan, case.spacing, anatomy, support, settings, intensities)
+    return build_players(plan, case.spacing, anatomy, support, settings, intensities, context)
 
 
 def anatomy_for_case(case, plan: RoiPlan, settings: PlayerSettings, anatomy_source=None, names_file=None,
@@ -285,15 +290,3 @@ def anatomy_for_case(case, plan: RoiPlan, settings: PlayerSettings, anatomy_sour
     """The cleaned anatomy map on the support that ``settings`` (margin, speck size) define."""
     support = support_mask(plan, case.spacing, settings.margin_mm)
     return build_anatomy(case, plan, support, anatomy_source, names_file, settings.speck_ml, predictor)
-
-
-def without_context(pmap: PlayerMap) -> PlayerMap:
-    """The same map with the context player fixed (always present, id -1): only the support's
-    players are explained, the rest of the crop keeps its real intensities in every coalition."""
-    context = [p.id for p in pmap.players if p.kind == "context"]
-    if not context:
-        return pmap
-    ids = np.where(pmap.ids == context[0], -1, pmap.ids).astype(pmap.ids.dtype)
-    players = [p for p in pmap.players if p.kind != "context"]
-    return PlayerMap(ids=ids, players=players, support=pmap.support, anatomy=pmap.anatomy, settings=pmap.settings,
-                     roi_centre=pmap.roi_centre, info={**pmap.info, "context": "fixed"})

@@ -213,10 +213,21 @@ def explain_players(run: Run, model, case, target: int, roi: np.ndarray, players
 
 def value_function_of(job: ExplainJob, model, case, target: int, roi: np.ndarray, full_logits):
     """The job's value function (with its reference mask, if any), given the unperturbed ROI logits."""
-    from ..shapley.values import value_function_for
     reference = reference_in_roi(case, job.reference, roi) if job.reference else None
     return value_function_for(model, job.value, target, full_logits, float(np.prod(case.spacing)) / 1000.0,
                               reference, job.normalized)
+
+
+def value_function_for(model: NNUNetModel, name: str, target: int, unperturbed_logits, voxel_ml: float,
+                       reference: np.ndarray | None = None, normalized: bool = False) -> ValueFunction:
+    """A value function read through the model's own label rule and nonlinearity (nnU-Net's
+    label manager: ``nnunet.evaluator``); the value functions themselves know no model."""
+    from functools import partial
+
+    from ..nnunet.evaluator import roi_labels, roi_probability
+    from ..shapley.values import make_value_function
+    return make_value_function(name, target, unperturbed_logits, voxel_ml, partial(roi_labels, model),
+                               partial(roi_probability, model), reference, normalized)
 
 
 def describe(run: Run, expl: Explanation) -> dict:

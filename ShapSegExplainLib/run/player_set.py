@@ -11,7 +11,6 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import ShapSegError
-from .job import ExplainJob
 
 if TYPE_CHECKING:       # types only: the heavy modules are imported when a run needs them
     from ..nnunet.grid import RoiPlan
@@ -34,31 +33,21 @@ class PlayerSet:
 
 
 def build_players_for(run: Run, case, roi: np.ndarray, predictor) -> PlayerSet:
+    """The job's players (``players.levels.players_for_run``): a flat map, or the tree whose
+    roots play first."""
     from ..nnunet.evaluator import plan_roi
-    from ..players.maps import PlayerSettings, players_for_case, without_context
+    from ..players.levels import PlayerTree, players_for_run
+    from ..players.maps import PlayerSettings
 
     job = run.job
     plan = plan_roi(case.model, case, roi)
-    settings = PlayerSettings.of(job)
-    if uses_levels(job):
-        from ..players.levels import build_tree
-        from ..players.maps import anatomy_for_case, support_mask
-        anatomy = anatomy_for_case(case, plan, settings, job.anatomy, job.anatomy_labels, predictor)
-        tree = build_tree(plan, case.spacing, anatomy, support_mask(plan, case.spacing, settings.margin_mm),
-                          settings, job.levels, context=job.context_player)
-        roots = players_of(case, plan, tree.player_map(tree.roots()), tree)
-        roots.nodes = tree.roots()
-        return roots
-    pmap = players_for_case(case, plan, settings, job.anatomy, job.anatomy_labels, predictor)
-    if not job.context_player:
-        pmap = without_context(pmap)
-    return players_of(case, plan, pmap)
-
-
-def uses_levels(job: ExplainJob) -> bool:
-    """Coarse-to-fine for the abstractions that nest (hybrid, fcc) when more than one level is asked."""
-    from ..players.levels import LEVEL_KINDS
-    return job.levels > 1 and job.players in LEVEL_KINDS
+    built = players_for_run(case, plan, PlayerSettings.of(job), job.anatomy, job.anatomy_labels, predictor,
+                            job.levels, job.context_player)
+    if not isinstance(built, PlayerTree):
+        return players_of(case, plan, built)
+    roots = players_of(case, plan, built.player_map(built.roots()), built)
+    roots.nodes = built.roots()
+    return roots
 
 
 def players_of(case, plan, pmap, tree=None) -> PlayerSet:

@@ -138,18 +138,3 @@ def make_value_function(name: str, target: int, unperturbed_logits: torch.Tensor
         vf.normalized, vf.scale = True, base
     return vf
 
-
-def value_function_for(model, name: str, target: int, unperturbed_logits: torch.Tensor, voxel_ml: float,
-                       reference: np.ndarray | None = None, normalized: bool = False) -> ValueFunction:
-    """A value function with the model's own label rule and nonlinearity (nnU-Net's label manager)."""
-    from ..nnunet.evaluator import roi_labels
-
-    def labels_fn(logits):
-        return roi_labels(model, logits)
-
-    def prob_fn(logits, c):
-        probs = model.label_manager.apply_inference_nonlin(logits.float().permute(1, 0, 2))
-        return torch.as_tensor(probs)[c]
-
-    return make_value_function(name, target, unperturbed_logits, voxel_ml, labels_fn, prob_fn, reference,
-                               normalized)

@@ -11,7 +11,8 @@ from ShapSegExplainLib.shapley.metrics import faithfulness
 from ShapSegExplainLib.nnunet.model import load_model
 from fixtures.partitions import block_players
 from ShapSegExplainLib.shapley.estimator import shapley_values
-from ShapSegExplainLib.shapley.values import make_value_function, softmax_probability, value_function_for
+from ShapSegExplainLib.run.explain import value_function_for
+from ShapSegExplainLib.shapley.values import make_value_function, softmax_probability
 
 ML = 0.5  # mL per voxel in these hand-built cases
 

@@ -93,7 +93,7 @@ def setup(spec: GameSpec, work: Path):
 
 def enumerate_game(model, case, target, ev, reference, m: int, batch: int = 64) -> np.ndarray:
     """Values (2^M, 5) of every coalition, row = bitmask (player i = bit i)."""
-    from ShapSegExplainLib.shapley.values import value_function_for
+    from ShapSegExplainLib.run.explain import value_function_for
 
     unit_ml = float(np.prod(case.spacing)) / 1000.0
     full = ev.evaluate(np.ones((1, m), bool))
