@@ -113,8 +113,13 @@ def explain(ct: str | Path | sitk.Image, model: str | Path, target: str, *,
         elif roi is not None:
             settings["roi_mask"] = str(roi)
         folder = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="shapseg-")) / "explanation"
-        job = ExplainJob(ct=ct_path, model=str(model), target=str(target), out=str(folder), **settings)
-        content = run_explanation(job, emit=on_event, ct_image=image)
+        try:
+            job = ExplainJob(ct=ct_path, model=str(model), target=str(target), out=str(folder), **settings)
+            content = run_explanation(job, emit=on_event, ct_image=image)
+        except BaseException:
+            if out is None:                 # the API's own temporary folder: nothing left behind
+                shutil.rmtree(folder.parent, ignore_errors=True)
+            raise
     return Explanation(content, Path(content["out"]), temporary=out is None)
 
 
