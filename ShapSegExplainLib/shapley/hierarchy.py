@@ -60,6 +60,7 @@ from .proxy import residual_design, with_proxy
 MAX_SCALE = 4.0            # the proportional split only where φ_p / m_p ≤ this (``split_value``)
 EXACT_ROOT_FORWARDS = 300   # the coarse game is enumerated when that costs at most this many tile forwards (tuning split)
 SUMMED_SE = 0.20            # ... else sampled, its budget doubled until ΣSE and the summed change since the half budget are ≤ this share of Σ|φ| (tuning split)
+CHANGE_SE = 0.35            # a doubled answer reports SE ≥ this share of each player's change (decisions use all of it; tuning split)
 EXACT_CHILDREN = 5          # a refinement enumerates every coalition of up to this many children
 BUDGET_PER_CHILD = 4        # ... and samples this many coalitions per child beyond it (GP estimator)
 
@@ -179,7 +180,7 @@ def tree_shapley(atom_game: Game | AtomGames, tree, *, seed: int = 0, max_refine
 
 def coarse_game(games: AtomGames, membership: np.ndarray, budget: int, seed: int, stop, kwargs: dict,
                 exact_forwards: int = EXACT_ROOT_FORWARDS, namable: np.ndarray | None = None,
-                tolerance: float = SUMMED_SE) -> ShapleyResult:
+                tolerance: float = SUMMED_SE, change_se: float = CHANGE_SE) -> ShapleyResult:
     """The first answer, which every finer level inherits: every later level only shares out
     its values. Enumerated when the memo makes that cheap (``AtomGames.enumeration`` ≤
     ``exact_forwards``). Else sampled with ``budget`` coalitions, the budget doubling until the
@@ -188,17 +189,23 @@ def coarse_game(games: AtomGames, membership: np.ndarray, budget: int, seed: int
     ``stop`` says so; the proxy's exact coalitions double with it (its residual may be what
     leaves it unsettled). A doubling that reaches 2^M enumerates the game, and then the memo
     already holds every tile the samples ran. A replay costs only coalitions not played yet,
-    and the decisions depend on values only, so a resumed run takes the same path."""
+    and the decisions depend on values only, so a resumed run takes the same path. The SE it
+    reports holds ``change_se`` of each player's change (the decisions hold all of it): the
+    change between two nested budgets overstates the error of the larger one."""
     m = len(membership)
     if games.enumeration is not None and games.enumeration(membership) <= exact_forwards:
         budget = 2 ** m
     res, before = games.play(membership, m, budget, seed, stop, kwargs), None
     residual = games.residual_budget or residual_design(m)
+    model_se = change = None
     while not (res.exact or budget >= 2 ** m or stop() is not None or settled(res, before, namable, tolerance)):
         budget, residual = min(2 * budget, 2 ** m), 2 * residual
         res, before = games.play(membership, m, budget, seed, stop, kwargs, residual), res
         if not res.exact:
-            res.se = np.maximum(res.se, np.abs(res.values - before.values))
+            model_se, change = res.se, np.abs(res.values - before.values)
+            res.se = np.maximum(model_se, change)
+    if change is not None and not res.exact:
+        res.se = np.maximum(model_se, change_se * change)
     return res
 
 

@@ -85,8 +85,10 @@ def test_with_a_proxy_the_exact_residual_coalitions_double_too():
 
 
 def test_after_a_doubling_the_intervals_hold_the_change_since_the_half_budget():
+    """What the decisions use (``change_se=1``): every SE at least its change, and both sums settled."""
     games = Budgets(conjunctive, 10 ** 9)
-    res = coarse(games)
+    res = hierarchy.coarse_game(games, np.eye(M, dtype=bool), hierarchy.level_budget(M), 0, lambda: None, SETTINGS,
+                                change_se=1.0)
     half = hierarchy.AtomGames(conjunctive).play(np.eye(M, dtype=bool), M, games.budgets[-2], 0, lambda: None, SETTINGS)
     assert np.all(res.se >= np.abs(res.values - half.values) - 1e-12)
     total = np.abs(res.values).sum()
@@ -116,3 +118,20 @@ def test_a_gp_sure_of_a_wrong_answer_on_a_real_game_is_not_trusted():
                                 SETTINGS, 0, namable)
     assert np.abs(res.values - g.shapley).sum() <= 0.15 * scale
     assert np.all(np.abs(res.values - g.shapley) <= 1.96 * res.se + 1e-12)
+
+
+def test_the_reported_intervals_hold_a_share_of_the_change_and_nothing_else_moves():
+    """``CHANGE_SE`` narrows what a doubled answer reports; its doubling, values and forwards
+    are those of the whole change (the decisions use all of it)."""
+    eye, first = np.eye(M, dtype=bool), hierarchy.level_budget(M)
+    whole, part = Budgets(conjunctive, 10 ** 9), Budgets(conjunctive, 10 ** 9)
+    a = hierarchy.coarse_game(whole, eye, first, 0, lambda: None, SETTINGS, change_se=1.0)
+    b = hierarchy.coarse_game(part, eye, first, 0, lambda: None, SETTINGS, change_se=hierarchy.CHANGE_SE)
+    assert 0 < hierarchy.CHANGE_SE < 1 and whole.budgets == part.budgets and len(whole.budgets) > 1
+    np.testing.assert_array_equal(a.values, b.values)
+    play = hierarchy.AtomGames(conjunctive).play
+    last, half = (play(eye, M, budget, 0, lambda: None, SETTINGS) for budget in whole.budgets[-1:-3:-1])
+    change = np.abs(last.values - half.values)
+    np.testing.assert_array_equal(a.se, np.maximum(last.se, change))
+    np.testing.assert_array_equal(b.se, np.maximum(last.se, hierarchy.CHANGE_SE * change))
+    assert np.all(b.se <= a.se) and np.any(b.se < a.se)

@@ -112,9 +112,10 @@ def enumeration_forwards(g: Recorded) -> int:
     return int(sum(2 ** int(k) - 1 for k in g.tile_roots.sum(axis=1)))
 
 
-def coarse_level(exact_forwards: int, tolerance: float = hierarchy.SUMMED_SE):
+def coarse_level(exact_forwards: int, tolerance: float = hierarchy.SUMMED_SE, change_se: float = hierarchy.CHANGE_SE):
     """The coarse level as ``hierarchy.coarse_game`` plays it (``exact_forwards`` 0: always sampled,
-    the path taken where enumerating is dear; ``tolerance``: ``hierarchy.settled``'s share of Σ|φ|)."""
+    the path taken where enumerating is dear; ``tolerance``: ``hierarchy.settled``'s share of Σ|φ|;
+    ``change_se``: the share of the change a doubled answer's SE reports)."""
     from ShapSegExplainLib.players.maps import CONTEXT_NAME
 
     def run(g: Recorded, seed: int):
@@ -122,7 +123,7 @@ def coarse_level(exact_forwards: int, tolerance: float = hierarchy.SUMMED_SE):
         namable = np.array([n != CONTEXT_NAME for n in g.names])
         return hierarchy.coarse_game(games, np.eye(g.m, dtype=bool), hierarchy.level_budget(g.m), seed,
                                      lambda: None, {"threshold": 0.01, "estimator": "gp"}, exact_forwards, namable,
-                                     tolerance)
+                                     tolerance, change_se)
     return run
 
 
