@@ -29,7 +29,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", required=True, help="nnU-Net v2 results folder (plans.json, dataset.json, fold_*)")
     g.add_argument("--configuration", default=None, help="configuration, when the folder holds several")
     g.add_argument("--folds", nargs="+", default=None, help="folds to ensemble (default: all present)")
-    g.add_argument("--checkpoint", default="checkpoint_final.pth", help="checkpoint file in each fold (default %(default)s)")
+    g.add_argument("--checkpoint", default="checkpoint_final.pth",
+                   help="checkpoint file in each fold (default %(default)s)")
     g.add_argument("--mirroring", dest="mirroring", action="store_true", default=False,
                    help="explain with nnU-Net's mirroring test-time augmentation (8 network passes per tile in 3D; "
                         "default: the network's single pass)")

@@ -5,7 +5,8 @@ One definition serves four readers: the job (``ExplainJob`` inherits these field
 and the Slicer panel name them the same way), the job check (``check``), the command line (each
 field's metadata is its flag's help: ``add_arguments``) and the estimator (``shapley_values``
 and ``KernelShapRun`` read ``settings``). Adding an option of the estimator is a field here and
-its use in the estimator (``estimator.py`` or a fit's module; docs/extending.md). Torch-free: the panel imports the job.
+its use in the estimator (``estimator.py`` or a fit's module; docs/extending.md). Torch-free:
+the panel imports the job.
 """
 from __future__ import annotations
 
