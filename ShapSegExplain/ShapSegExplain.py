@@ -49,6 +49,10 @@ from ShapSegExplainLib.panel.worker_events import RunState  # noqa: E402
 from ShapSegExplainLib.panel.worker_process import WorkerProcess, find_python_slicer, package_root, worker_command  # noqa: E402
 
 # The module's Slicer-side parts, by concern (ShapSegExplainSlicer/: the module's folder is on sys.path).
+# Slicer's Reload runs this file again but imports nothing anew: drop the parts first, so that an
+# edited part is what the reloaded module uses.
+for _name in [n for n in sys.modules if n == "ShapSegExplainSlicer" or n.startswith("ShapSegExplainSlicer.")]:
+    del sys.modules[_name]
 from ShapSegExplainSlicer.demo_scene import DemoSceneMixin  # noqa: E402
 from ShapSegExplainSlicer.exports import ExportsMixin  # noqa: E402
 from ShapSegExplainSlicer.installer import InstallerMixin  # noqa: E402

@@ -77,8 +77,7 @@ def install_fake_slicer(monkeypatch, tmp_path):
     mod("ctk")
     mod("vtk")
     monkeypatch.syspath_prepend(str(MODULE.parent))      # Slicer puts the module's folder on sys.path (R4)
-    for name in [n for n in sys.modules if n.startswith("ShapSegExplainSlicer")]:
-        monkeypatch.delitem(sys.modules, name)          # its parts import the stubs above, afresh
+    # each test's stubs differ: the module drops its parts' cached imports itself (as for Slicer's Reload)
     spec = importlib.util.spec_from_file_location("ShapSegExplain_under_test", MODULE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
