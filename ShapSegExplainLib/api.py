@@ -4,7 +4,6 @@ runs it through the same engine, and wraps the output folder it wrote, so a resu
 is a result made there (``shapseg report OUT`` re-draws it, Slicer loads it)."""
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass, field, fields
@@ -17,6 +16,7 @@ import SimpleITK as sitk
 from .errors import ShapSegError
 from .run.job import ExplainJob
 
+IN_MEMORY = "(a SimpleITK image in memory)"     # the job's ``ct`` when the caller passed the image
 TABLE_COLUMNS = ("id", "name", "kind", "organ", "ml", "phi", "se", "rank", "coarse", "level")
 
 
@@ -82,11 +82,8 @@ class Explanation:
     @classmethod
     def load(cls, folder: str | Path) -> "Explanation":
         """A finished result folder (from ``shapseg explain``, the module, or ``save``)."""
-        folder = Path(folder)
-        try:
-            return cls(json.loads((folder / "explanation.json").read_text()), folder)
-        except (OSError, ValueError) as e:
-            raise ShapSegError(f"{folder} holds no readable explanation.json: {e}", "bad_result") from None
+        from .report.inputs import read_result
+        return cls(read_result(folder), Path(folder))
 
 
 def explain(ct: str | Path | sitk.Image, model: str | Path, target: str, *,
@@ -106,7 +103,7 @@ def explain(ct: str | Path | sitk.Image, model: str | Path, target: str, *,
     from .run.explain import run_explanation
     with tempfile.TemporaryDirectory(prefix="shapseg-api-") as tmp:
         image = ct if isinstance(ct, sitk.Image) else None
-        ct_path = str(ct) if image is None else _write(image, Path(tmp) / "ct.nrrd")
+        ct_path = str(ct) if image is None else IN_MEMORY      # the run reads the image itself, no copy
         if isinstance(roi, np.ndarray):
             settings["roi_mask"] = _write_mask(roi, image if image is not None else sitk.ReadImage(ct_path),
                                                Path(tmp) / "roi.nrrd")
@@ -123,15 +120,11 @@ def explain(ct: str | Path | sitk.Image, model: str | Path, target: str, *,
     return Explanation(content, Path(content["out"]), temporary=out is None)
 
 
-def _write(image: sitk.Image, path: Path) -> str:
-    sitk.WriteImage(image, str(path), True)
-    return str(path)
-
-
 def _write_mask(mask: np.ndarray, ct: sitk.Image, path: Path) -> str:
     shape = tuple(ct.GetSize()[::-1])
     if mask.shape != shape:
         raise ShapSegError(f"the ROI array has shape {mask.shape}, the CT {shape} (z, y, x)", "bad_roi")
     image = sitk.GetImageFromArray(np.asarray(mask, bool).astype(np.uint8))
     image.CopyInformation(ct)
-    return _write(image, path)
+    sitk.WriteImage(image, str(path), True)
+    return str(path)

@@ -20,15 +20,17 @@ checks that this file is what that command writes. What the options mean in prac
 """
 
 
+def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
 def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     """The ``shapseg`` subcommands by name, in the parser's order."""
-    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(action.choices)
+    return dict(_subparsers(parser).choices)
 
 
 def subcommand_help(parser: argparse.ArgumentParser) -> dict[str, str]:
-    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return {a.dest: a.help for a in action._choices_actions}
+    return {a.dest: a.help for a in _subparsers(parser)._choices_actions}
 
 
 def option_cell(action: argparse.Action) -> str:

@@ -71,7 +71,7 @@ def read_inputs(folder: str | Path, ct: str | Path | None = None) -> ReportInput
     """A finished result's report inputs; ``ct`` replaces the CT view (or an older result's
     missing one). Bad or missing files are one clear ``ShapSegError``."""
     folder = Path(folder)
-    expl = _read_json(folder)
+    expl = read_result(folder)
     image = _read_ct(folder, expl, ct)
     labels = _on_grid(_segmentation(folder / expl.get("files", {}).get("players", "players.seg.nrrd")), image)
     roi_seg = _segmentation(folder / expl.get("files", {}).get("roi", "roi.seg.nrrd"))
@@ -81,7 +81,9 @@ def read_inputs(folder: str | Path, ct: str | Path | None = None) -> ReportInput
                         spacing=np.asarray(sitk.DICOMOrient(image, "LPS").GetSpacing(), float)[::-1])
 
 
-def _read_json(folder: Path) -> dict:
+def read_result(folder: str | Path) -> dict:
+    """``explanation.json`` of a result folder, or one line saying why it is not one."""
+    folder = Path(folder)
     path = folder / "explanation.json"
     if not path.is_file():
         raise ShapSegError(f"{folder} is not a ShapSegExplain result (no explanation.json)", "bad_result")

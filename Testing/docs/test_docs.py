@@ -93,7 +93,6 @@ def test_the_explain_option_tables_name_real_options():
 
 def test_the_checks_catch_what_they_are_for(tmp_path):
     """A broken link, a missing option and a missing script are caught (the checks can fail)."""
-    from doc_commands import Command  # noqa: F401  (the reader under test)
     assert shapseg_problems(("shapseg", "explain", "--no-such-option")) == [
         "--no-such-option is not an option of shapseg explain"]
     assert script_problems(("python", "benchmarks/no_such.py")) == ["no script benchmarks/no_such.py"]
