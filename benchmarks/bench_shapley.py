@@ -101,7 +101,8 @@ def shap_kernel(game, m, budget, seed):
 SLOW = {"shapiq ShaplEIG"}     # minutes per run: only the first --slow-seeds seeds of each game
 
 TREES = "ShapSegExplain (GP + trees)"
-METHODS = {OURS: ours("gp"), TREES: ours("gp-trees"), "ShapSegExplain (WLS)": ours("wls"),
+EIG = "ShapSegExplain (GP-EIG)"
+METHODS = {OURS: ours("gp"), TREES: ours("gp-trees"), EIG: ours("gp-eig"), "ShapSegExplain (WLS)": ours("wls"),
            **{f"shapiq {k}": shapiq_method(k) for k in SHAPIQ}, "shap KernelExplainer": shap_kernel}
 
 
@@ -205,7 +206,7 @@ def run_cell(case: Case, budget: int, methods: list[str], max_seconds: float, sl
     used = {k: 0 for k in methods}
     secs = {k: 0.0 for k in methods}
     refused = {k: why for k, (at, why) in too_slow.items() if k in methods and budget >= at}
-    inside = {OURS: [0, 0], TREES: [0, 0]}       # (inside, counted) of the nominal 95 % intervals
+    inside = {OURS: [0, 0], TREES: [0, 0], EIG: [0, 0]}       # (inside, counted) of the nominal 95 % intervals
     for seed, game, truth in case.games:
         for name in methods:
             if name in refused or (name in SLOW and seed >= slow_seeds):

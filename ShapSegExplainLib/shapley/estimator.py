@@ -53,7 +53,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import gp_fit, trees, wls
+from . import eig_fit, gp_fit, trees, wls
 from .settings import ShapleySettings
 from ..errors import ShapSegError
 
@@ -72,7 +72,8 @@ class Fit:
     """One estimator, as ``KernelShapRun`` uses it: the design it samples, the standard-error
     methods it offers (the first is the default) and its estimate after every batch."""
     name: str
-    design: str                     # "gp": sizes 1 and M-1 enumerated, cost-aware draws; "kernelshap": uniform
+    design: str                     # "gp": sizes 1 and M-1 enumerated, cost-aware draws; "kernelshap": uniform;
+                                    # "adaptive": the fit's module chooses (its start and sample)
     se_methods: tuple[str, ...]
     estimate: Callable[["KernelShapRun", dict, bool], dict]   # (run, normal-equation parts, fresh) -> est
 
@@ -83,6 +84,7 @@ FITS: dict[str, Fit] = {fit.name: fit for fit in (
     Fit("gp", "gp", ("posterior", "jackknife"), gp_fit.estimate),
     Fit("wls", "kernelshap", ("jackknife", "bootstrap"), wls.estimate),
     Fit("gp-trees", "gp", ("posterior", "jackknife"), trees.estimate),   # the GP's design, the trees' estimate
+    Fit("gp-eig", "adaptive", ("posterior",), eig_fit.estimate),         # its own design: eig_fit.sample
 )}
 
 
@@ -182,9 +184,12 @@ class KernelShapRun:
         estimator = self.settings.estimator
         if estimator not in FITS:
             raise ValueError(f"estimator must be one of {tuple(FITS)}")
+        if estimator == "gp-eig" and self.m > eig_fit.MAX_PLAYERS:
+            estimator = "gp"              # its Shapley operator costs O(M³) per coalition: a fine level uses the GP
         self.estimator, self.max_order = estimator, max_order
         self.fitter = FITS[estimator]
         self.gp_design = self.fitter.design == "gp"
+        self.adaptive = self.fitter.design == "adaptive"
         se_method = se_method or self.fitter.se_methods[0]
         allowed = self.fitter.se_methods
         if se_method not in allowed:
@@ -252,6 +257,8 @@ class KernelShapRun:
     def start(self, budget: int) -> None:
         """Empty and full coalitions (always), then the enumerated sizes (their pairs), in
         chunks that ``stop`` can interrupt; an interrupted design is fitted by the GP."""
+        if self.adaptive:
+            return eig_fit.start(self, budget)
         m = self.m
         sizes = enumerated_sizes(m, budget, self.always_singletons)
         mass = size_mass(m)
@@ -305,6 +312,8 @@ class KernelShapRun:
         again counts as a draw (weight) but is not evaluated again."""
         if not self.sampled_sizes:
             return 0
+        if self.adaptive:
+            return eig_fit.sample(self, n_new)
         before = self.n_evaluations
         draws, batch = [], []
         seen = set(self.rows)
@@ -385,7 +394,7 @@ class KernelShapRun:
         enumerated, and the additive fit when it reproduces every complement pair exactly
         (then the game's odd part is additive on the data, as for every game of order <= 2,
         and that fit is its exact Shapley value)."""
-        if self.partial:
+        if self.partial and not self.adaptive:
             return {**gp_fit.gp_estimate(self, fresh=True, se_method="posterior"),
                     "estimator": "gp (first design incomplete)"}
         if self.gp_design and not self.sampled_sizes:
@@ -521,9 +530,9 @@ def _drive(run: KernelShapRun, budget: int, batch_size, threshold, on_batch, min
         system = run._system()
         if run.stopped is None and run.sampled_sizes and budget - run.n_evaluations >= 2:
             run.stopped = run.stop()
-        last = budget - run.n_evaluations < 2 or not run.sampled_sizes or run.stopped is not None
+        last = budget - run.n_evaluations < (1 if run.adaptive else 2) or not run.sampled_sizes or run.stopped is not None
         est = run.estimate(system, fresh=last)
-        enough = sum(run.pair_draws.values()) >= min_pairs
+        enough = run.n_draws >= min_pairs
         if enough and not est.get("fresh", True) and _ratio(est) < threshold:
             est = run.estimate(system, fresh=True)        # about to stop: up-to-date hyperparameters
         phi, se, ratio = est["values"], est["se"], _ratio(est)
@@ -543,7 +552,7 @@ def _drive(run: KernelShapRun, budget: int, batch_size, threshold, on_batch, min
             reason = run.stopped
             break
         left = budget - run.n_evaluations
-        if left < 2:
+        if left < (1 if run.adaptive else 2):     # sampled pairs need two
             break
         if run.sample(min(batch, left)) == 0 and run.stopped is None:
             reason = "space_exhausted"

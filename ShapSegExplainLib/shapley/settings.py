@@ -29,7 +29,9 @@ class ShapleySettings:
                               type=float)
     estimator: str = option("gp", "gp: posterior mean of a Gaussian-process model of the game (default); wls: "
                             "KernelSHAP's weighted least-squares fit; gp-trees: a tree proxy of the game corrected by "
-                            "the GP on its residuals (more accurate at small budgets, slower fit)", choices=ESTIMATORS)
+                            "the GP on its residuals (more accurate at small budgets, slower fit); gp-eig: a GP with one "
+                            "length scale per player that chooses its own coalitions (the most accurate on the recorded "
+                            "games; games of up to 24 players, gp above)", choices=ESTIMATORS)
     coalition_batch: int | None = option(None, "coalitions per batch (default max(M, 32))", type=int)
     # 6: bench_cost (docs/performance.md)
     residual_coalitions: int = option(6, f"exact coalitions per sampled game that correct the proxy, at least "
