@@ -11,7 +11,7 @@ from ShapSegExplainLib.shapley.estimator import FITS, Fit, KernelShapRun, shaple
 
 def test_the_table_holds_the_built_in_names():
     assert tuple(FITS) == choices.ESTIMATORS
-    assert all(name == fit.name and fit.design in ("gp", "kernelshap") and fit.se_methods
+    assert all(name == fit.name and fit.design in ("gp", "kernelshap", "adaptive") and fit.se_methods
                for name, fit in FITS.items())
 
 
