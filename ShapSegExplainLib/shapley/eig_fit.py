@@ -69,15 +69,20 @@ def estimate(run: "KernelShapRun", system: dict, fresh: bool = False) -> dict:
     """The posterior of φ (θ refitted when due, or when ``fresh``); Σφ = v(N) − v(∅) to rounding."""
     from .hamming import HammingGP
     model = HammingGP(np.array(run.coalitions), np.array(run.values))
-    _refit_if_due(run, model, force=fresh)
+    refitted = _refit_if_due(run, model, force=fresh)
     post = model.posterior(run.theta)
     phi = post.values + (run.vn - run.v0 - post.values.sum()) / run.m
-    return {"values": phi, "se": post.se, "estimator": "gp-eig", "fresh": run.theta_at == run.n_evaluations,
+    if refitted or run.widening.shape != (run.m,):
+        # θ integrated out where it was fitted (every final and stopping estimate), kept between fits
+        wide = model.marginal_se(post, np.random.default_rng([run.seed, run.n_evaluations, 3]))
+        run.widening = np.divide(wide, post.se, out=np.ones(run.m), where=post.se > 0)
+    return {"values": phi, "se": post.se * run.widening, "estimator": "gp-eig", "fresh": run.theta_at == run.n_evaluations,
             "log_nugget": float(run.theta[0])}
 
 
-def _refit_if_due(run: "KernelShapRun", model, force: bool = False) -> None:
-    """θ by the model's fit, warm-started from the last one, when the module's rule says so."""
+def _refit_if_due(run: "KernelShapRun", model, force: bool = False) -> bool:
+    """θ by the model's fit, warm-started from the last one, when the module's rule says so
+    (True: it was refitted)."""
     n = run.n_evaluations
     if run.theta is not None and len(run.theta) != run.m + 2:
         run.theta = None                                  # another model's θ
@@ -85,6 +90,8 @@ def _refit_if_due(run: "KernelShapRun", model, force: bool = False) -> None:
     if run.theta is None or (due and run.theta_at != n):
         run.theta = model.optimize([run.theta] if run.theta is not None else None)
         run.theta_at = n
+        return True
+    return False
 
 
 def _pool(run: "KernelShapRun") -> np.ndarray:

@@ -112,23 +112,26 @@ def enumeration_forwards(g: Recorded) -> int:
     return int(sum(2 ** int(k) - 1 for k in g.tile_roots.sum(axis=1)))
 
 
-def coarse_level(exact_forwards: int, tolerance: float = hierarchy.SUMMED_SE, change_se: float = hierarchy.CHANGE_SE):
+def coarse_level(exact_forwards: int, tolerance: float = hierarchy.SUMMED_SE, change_se: float = hierarchy.CHANGE_SE,
+                 estimator: str = "gp"):
     """The coarse level as ``hierarchy.coarse_game`` plays it (``exact_forwards`` 0: always sampled,
     the path taken where enumerating is dear; ``tolerance``: ``hierarchy.settled``'s share of Σ|φ|;
-    ``change_se``: the share of the change a doubled answer's SE reports)."""
+    ``change_se``: the share of the change a doubled answer's SE reports; ``estimator``: the fit)."""
     from ShapSegExplainLib.players.maps import CONTEXT_NAME
 
     def run(g: Recorded, seed: int):
         games = hierarchy.AtomGames(g.game, g.proxy, None, 6, lambda membership: enumeration_forwards(g))
         namable = np.array([n != CONTEXT_NAME for n in g.names])
         return hierarchy.coarse_game(games, np.eye(g.m, dtype=bool), hierarchy.level_budget(g.m), seed,
-                                     lambda: None, {"threshold": 0.01, "estimator": "gp"}, exact_forwards, namable,
+                                     lambda: None, {"threshold": 0.01, "estimator": estimator}, exact_forwards, namable,
                                      tolerance, change_se)
     return run
 
 
 ESTIMATORS: dict[str, Callable] = {"new": coarse_level(hierarchy.EXACT_ROOT_FORWARDS), "sampled": coarse_level(0),
-"default": default, "exact": exact, "gp8": gp_budget(8), "gp16": gp_budget(16),
+                                   "new_eig": coarse_level(hierarchy.EXACT_ROOT_FORWARDS, estimator="gp-eig"),
+                                   "sampled_eig": coarse_level(0, estimator="gp-eig"),
+                                   "default": default, "exact": exact, "gp8": gp_budget(8), "gp16": gp_budget(16),
                                    "proxy_enum": proxy_enumerated(None), "proxy_enum6": proxy_enumerated(6)}
 
 
