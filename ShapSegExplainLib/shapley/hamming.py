@@ -80,12 +80,15 @@ class HammingGP:
         self.scale_y = max(float(np.std(self.y)), 1e-150)
         self.w = shapley_weights(self.m)
 
+    def _log_t(self, theta: np.ndarray) -> np.ndarray:
+        return -1.0 / (self.m * np.exp(theta[2:]))
+
     def _t(self, theta: np.ndarray) -> np.ndarray:
-        return np.exp(-1.0 / (self.m * np.exp(theta[2:])))
+        return np.exp(self._log_t(theta))
 
     def cov(self, theta: np.ndarray, xa: np.ndarray, xb: np.ndarray) -> np.ndarray:
         """Prior covariance / s², no nugget."""
-        log_t = np.log(self._t(theta))
+        log_t = self._log_t(theta)
         diff = xa[:, None, :] != xb[None, :, :]
         return np.exp(diff @ log_t) + np.exp(theta[1]) * same_size(xa, xb)
 
