@@ -74,7 +74,7 @@ def _small_games():
 
 def test_gp_eig_beats_the_gp_on_the_small_recorded_games_and_keeps_efficiency():
     """At 4M on the organ units (M = 5) and the spleen (M = 7), every value, seed 0: the mean
-    error falls below a third of the GP's (benchmarks/results/shapley_real.json: 0.049 -> 0.006,
+    error falls below a third of the GP's (benchmarks/results/shapley_real.json: 0.049 -> 0.007,
     0.116 -> 0.009), Σφ = v(N) − v(∅) holds and the 95 % intervals cover at least 0.85."""
     games = _small_games()
     err = {"gp": [], "gp-eig": []}
