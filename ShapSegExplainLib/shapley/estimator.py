@@ -190,6 +190,7 @@ class KernelShapRun:
         self.fitter = FITS[estimator]
         self.gp_design = self.fitter.design == "gp"
         self.adaptive = self.fitter.design == "adaptive"
+        self.least_batch = 1 if self.adaptive else 2    # a sampled batch: a chosen coalition, or a pair
         se_method = se_method or self.fitter.se_methods[0]
         allowed = self.fitter.se_methods
         if se_method not in allowed:
@@ -530,7 +531,7 @@ def _drive(run: KernelShapRun, budget: int, batch_size, threshold, on_batch, min
         system = run._system()
         if run.stopped is None and run.sampled_sizes and budget - run.n_evaluations >= 2:
             run.stopped = run.stop()
-        last = budget - run.n_evaluations < (1 if run.adaptive else 2) or not run.sampled_sizes or run.stopped is not None
+        last = budget - run.n_evaluations < run.least_batch or not run.sampled_sizes or run.stopped is not None
         est = run.estimate(system, fresh=last)
         enough = run.n_draws >= min_pairs
         if enough and not est.get("fresh", True) and _ratio(est) < threshold:
@@ -552,7 +553,7 @@ def _drive(run: KernelShapRun, budget: int, batch_size, threshold, on_batch, min
             reason = run.stopped
             break
         left = budget - run.n_evaluations
-        if left < (1 if run.adaptive else 2):     # sampled pairs need two
+        if left < run.least_batch:
             break
         if run.sample(min(batch, left)) == 0 and run.stopped is None:
             reason = "space_exhausted"
