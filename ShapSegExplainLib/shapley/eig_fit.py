@@ -61,7 +61,7 @@ def sample(run: "KernelShapRun", n_new: int) -> int:
         step = min(n_new - (run.n_evaluations - before), max(1, min(run.chunk, run.n_evaluations // STEP_SHARE)))
         picked = pool[model.choose(run.theta, pool, step)]
         got = run._evaluate(picked)
-        run.n_draws += sum(r >= 0 for r in got)
+        run.n_draws += sum(r >= 0 for r in got)       # each chosen coalition is a draw (min_pairs counts them)
     return run.n_evaluations - before
 
 
@@ -72,7 +72,7 @@ def estimate(run: "KernelShapRun", system: dict, fresh: bool = False) -> dict:
     refitted = _refit_if_due(run, model, force=fresh)
     post = model.posterior(run.theta)
     phi = post.values + (run.vn - run.v0 - post.values.sum()) / run.m
-    if refitted or run.widening.shape != (run.m,):
+    if refitted:
         # θ integrated out where it was fitted (every final and stopping estimate), kept between fits
         wide = model.marginal_se(post, np.random.default_rng([run.seed, run.n_evaluations, 3]))
         run.widening = np.divide(wide, post.se, out=np.ones(run.m), where=post.se > 0)

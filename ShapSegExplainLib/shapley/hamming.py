@@ -1,11 +1,12 @@
 """A GP of the game with a weighted Hamming product kernel, its Shapley values in closed form,
 and the coalitions that teach them most.
 
-    cov(v(S), v(S')) = s² Π_i t_i^[i ∈ S △ S'] + λ s² [S = S'],   t_i = exp(−1 / (M l_i))
+    cov(v(S), v(S')) = s² [Π_i t_i^[i ∈ S △ S'] + σ [|S| = |S'|] + λ [S = S']],   t_i = exp(−1 / (M l_i))
 
 One length scale l_i per player: a player whose presence changes little gets t_i → 1 and
 drops out of the kernel, which is how a game carried by a few players is learnt from few
-coalitions. A constant mean is profiled by generalised least squares (its Shapley value is 0).
+coalitions. σ is ``shapley.gp``'s size offset (0 at ∅ and N, so its Shapley value is 0) and λ
+a nugget. A constant mean is profiled by generalised least squares (its Shapley value is 0).
 Every kernel column k(·, c) is a product game, whose Shapley value is a polynomial identity:
 with g_j(x) = k's factor of player j at presence x,
 
@@ -13,7 +14,8 @@ with g_j(x) = k's factor of player j at presence x,
 
 and var(φ_i) in the prior likewise with a polynomial in two variables. The posterior mean of
 φ is that operator applied to the posterior mean of v; its standard error the posterior
-standard deviation. θ = (log λ, log l_1..l_M) is the posterior mode under the dimension-scaled
+standard deviation, with θ integrated out (``marginal_se``). θ = (log λ, log σ, log l_1..l_M)
+is the posterior mode under the dimension-scaled
 log-normal prior on the length scales of Hvarfner et al. (2024) (the one BoTorch and
 shapiq's ShaplEIG use), s² and the mean profiled, by L-BFGS-B with the analytic gradient.
 
