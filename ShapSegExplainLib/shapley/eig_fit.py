@@ -30,16 +30,7 @@ def start(run: "KernelShapRun", budget: int) -> None:
     m = run.m
     ends = run._evaluate(np.array([np.zeros(m, bool), np.ones(m, bool)]), interruptible=False)
     run.v0, run.vn = run.values[ends[0]], run.values[ends[1]]
-    first: list[np.ndarray] = []
-    seen = {np.packbits(c).tobytes() for c in run.coalitions}
-    while len(first) < min(m - 1, budget - 2) and len(seen) < 2 ** min(m, 30):
-        c = np.zeros(m, bool)
-        c[run.rng.choice(m, size=int(run.rng.integers(1, m)), replace=False)] = True
-        for x in (c, ~c):
-            key = np.packbits(x).tobytes()
-            if key not in seen and len(first) < min(m - 1, budget - 2):
-                seen.add(key)
-                first.append(x)
+    first = _fresh_pairs(run, min(m - 1, budget - 2))
     if first:
         run._evaluate(np.array(first))
     run.sampled_sizes = list(range(1, m))
@@ -103,15 +94,23 @@ def _pool(run: "KernelShapRun") -> np.ndarray:
         every = ((masks[:, None] >> np.arange(m)) & 1).astype(bool)
         keys = [np.packbits(c).tobytes() for c in every]
         return every[[k not in run.rows for k in keys]]
-    out, seen = [], set(run.rows)
-    for _ in range(50 * POOL):
-        if len(out) >= POOL:
+    return np.array(_fresh_pairs(run, POOL)).reshape(-1, m)
+
+
+def _fresh_pairs(run: "KernelShapRun", count: int) -> list[np.ndarray]:
+    """Up to ``count`` coalitions not evaluated yet, drawn with the run's generator: a size
+    uniform in 1..M−1, a coalition of it, then its complement."""
+    m = run.m
+    out: list[np.ndarray] = []
+    seen = set(run.rows)
+    for _ in range(50 * count):
+        if len(out) >= count:
             break
         c = np.zeros(m, bool)
         c[run.rng.choice(m, size=int(run.rng.integers(1, m)), replace=False)] = True
         for x in (c, ~c):
             key = np.packbits(x).tobytes()
-            if key not in seen:
+            if key not in seen and len(out) < count:
                 seen.add(key)
                 out.append(x)
-    return np.array(out[:POOL]).reshape(-1, m)
+    return out

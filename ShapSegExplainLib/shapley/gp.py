@@ -213,30 +213,44 @@ class GameGP:
     def marginal_se(self, fit: GPFit, rng: np.random.Generator, draws: int = LAPLACE_DRAWS) -> np.ndarray:
         """Standard errors of φ with θ integrated out, about ``fit`` (the posterior at θ̂;
         see the module docstring)."""
-        theta = fit.theta
-        box = self.bounds(len(theta))
-        eig, vec = np.linalg.eigh(self._hessian(theta))
-        eig = np.maximum(eig, 1.0 / (float(np.max(box[:, 1] - box[:, 0])) / 4) ** 2)
-        cov = (vec / eig) @ vec.T * LAPLACE_WIDEN ** 2
-        # drawn through cov's Cholesky factor, which is unique: Generator.multivariate_normal
-        # factors by SVD, whose singular vectors' signs and order follow the BLAS thread count,
-        # so the same seed gave other draws (and SEs 3.6x apart) on another machine
-        draws_z = rng.standard_normal((draws, len(theta)))
-        thetas = np.clip(theta + draws_z @ np.linalg.cholesky(cov).T, box[:, 0], box[:, 1])
-        fits = []
-        for t in thetas:
+        def draw(t: np.ndarray):
             try:
-                fits.append(self.posterior(t))
+                post = self.posterior(t)
             except LinAlgError:                    # no Cholesky factor there: no weight
-                pass
-        if not fits:
-            return fit.se
-        log_w = np.array([f.log_likelihood for f in fits])
-        log_w -= multivariate_normal(theta, cov, allow_singular=True).logpdf(np.array([f.theta for f in fits]))
-        weights = np.exp(log_w - log_w.max())
-        weights /= weights.sum()
-        square = sum(w * (f.se ** 2 + (f.values - fit.values) ** 2) for w, f in zip(weights, fits))
-        return np.sqrt(square) * float(student_t.ppf(0.975, self.y.size) / norm.ppf(0.975))
+                return None
+            return post, post.log_likelihood
+        return integrate_theta(fit, self._hessian(fit.theta), self.bounds(len(fit.theta)), draw, self.y.size,
+                               rng, draws)
+
+
+def integrate_theta(fit, hessian: np.ndarray, box: np.ndarray, draw, n: int, rng: np.random.Generator,
+                    draws: int = LAPLACE_DRAWS) -> np.ndarray:
+    """Standard errors of φ with θ integrated out about ``fit`` (values, se, theta at the mode):
+    draws from the Laplace approximation (``hessian`` of −log density at the mode, flat
+    directions capped at a quarter of ``box``, widened by ``LAPLACE_WIDEN``; a draw outside the
+    box is moved onto it), importance-weighted by density over proposal; the mixture's mean
+    square about the estimate, times the Student-t factor of ``n`` values. ``draw(θ)`` gives
+    (posterior at θ, its log density) or None (no factor there). Shared by this model and
+    ``shapley.hamming``'s."""
+    theta = fit.theta
+    eig, vec = np.linalg.eigh(hessian)
+    eig = np.maximum(eig, 1.0 / (float(np.max(box[:, 1] - box[:, 0])) / 4) ** 2)
+    cov = (vec / eig) @ vec.T * LAPLACE_WIDEN ** 2
+    # drawn through cov's Cholesky factor, which is unique: Generator.multivariate_normal
+    # factors by SVD, whose singular vectors' signs and order follow the BLAS thread count,
+    # so the same seed gave other draws (and SEs 3.6x apart) on another machine
+    draws_z = rng.standard_normal((draws, len(theta)))
+    thetas = np.clip(theta + draws_z @ np.linalg.cholesky(cov).T, box[:, 0], box[:, 1])
+    got = [r for r in map(draw, thetas) if r is not None]
+    if not got:
+        return fit.se
+    fits = [f for f, _ in got]
+    log_w = np.array([w for _, w in got])
+    log_w -= multivariate_normal(theta, cov, allow_singular=True).logpdf(np.array([f.theta for f in fits]))
+    weights = np.exp(log_w - log_w.max())
+    weights /= weights.sum()
+    square = sum(w * (f.se ** 2 + (f.values - fit.values) ** 2) for w, f in zip(weights, fits))
+    return np.sqrt(square) * float(student_t.ppf(0.975, n) / norm.ppf(0.975))
 
 
 def gp_shapley(coalitions: np.ndarray, values: np.ndarray, base_value: float, max_order: int | None = MAX_ORDER,

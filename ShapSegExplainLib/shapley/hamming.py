@@ -34,9 +34,8 @@ from math import lgamma
 import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve, solve_triangular
 from scipy.optimize import minimize
-from scipy.stats import multivariate_normal, norm, t as student_t
 
-from .gp import LAPLACE_DRAWS, LAPLACE_WIDEN, _inverse
+from .gp import _inverse, integrate_theta
 
 LOG_NUGGET_BOUNDS = (np.log(1e-8), np.log(1e-1))
 LOG_LENGTH_BOUNDS = (np.log(1e-4), np.log(1e4))
@@ -198,43 +197,26 @@ class HammingGP:
         var = scale * np.maximum(self.prior_var(theta) - np.sum(half ** 2, axis=0), 0.0)
         return HammingFit(values=cross @ alpha, se=np.sqrt(var), theta=theta, scale=scale, mean=mean)
 
-    def marginal_se(self, fit: HammingFit, rng: np.random.Generator, draws: int = LAPLACE_DRAWS) -> np.ndarray:
-        """Standard errors of φ with θ integrated out about ``fit`` (the posterior at the mode):
-        ``shapley.gp``'s scheme (draws from the Laplace approximation, widened, importance-
-        weighted by the posterior over the proposal; the mixture's mean square about the
-        estimate; a Student-t factor for the profiled s²). On few coalitions the mode of M + 2
+    def marginal_se(self, fit: HammingFit, rng: np.random.Generator) -> np.ndarray:
+        """Standard errors of φ with θ integrated out about ``fit`` (the posterior at the mode),
+        by ``shapley.gp``'s scheme (``integrate_theta``): on few coalitions the mode of M + 2
         hyperparameters is one of many that fit, and the posterior at it alone is too sure."""
         diff = (self.x[:, None, :] != self.x[None, :, :]).reshape(-1, self.m).astype(np.float64)
         same = same_size(self.x, self.x)
-        theta = fit.theta
-        box = np.array(self.bounds())
-        g0 = self.neg_log_posterior(theta, diff, same)[1]
+        g0 = self.neg_log_posterior(fit.theta, diff, same)[1]
         step = 1e-4
-        hess = np.array([(self.neg_log_posterior(theta + step * e, diff, same)[1] - g0) / step
-                         for e in np.eye(len(theta))])
-        eig, vec = np.linalg.eigh((hess + hess.T) / 2)
-        eig = np.maximum(eig, 1.0 / (float(np.max(box[:, 1] - box[:, 0])) / 4) ** 2)
-        cov = (vec / eig) @ vec.T * LAPLACE_WIDEN ** 2
-        z = rng.standard_normal((draws, len(theta)))
-        thetas = np.clip(theta + z @ np.linalg.cholesky(cov).T, box[:, 0], box[:, 1])
-        log_w, fits = [], []
-        for t in thetas:
+        hess = np.array([(self.neg_log_posterior(fit.theta + step * e, diff, same)[1] - g0) / step
+                         for e in np.eye(len(fit.theta))])
+
+        def draw(t: np.ndarray):
             value = self.neg_log_posterior(t, diff, same)[0]
             if value >= 1e299:
-                continue
+                return None
             try:
-                fits.append(self.posterior(t))
+                return self.posterior(t), -value
             except LinAlgError:
-                continue
-            log_w.append(-value)
-        if not fits:
-            return fit.se
-        log_w = np.array(log_w) - multivariate_normal(theta, cov, allow_singular=True).logpdf(
-            np.array([f.theta for f in fits]))
-        weights = np.exp(log_w - log_w.max())
-        weights /= weights.sum()
-        square = sum(w * (f.se ** 2 + (f.values - fit.values) ** 2) for w, f in zip(weights, fits))
-        return np.sqrt(square) * float(student_t.ppf(0.975, len(self.y)) / norm.ppf(0.975))
+                return None
+        return integrate_theta(fit, (hess + hess.T) / 2, np.array(self.bounds()), draw, len(self.y), rng)
 
     def choose(self, theta: np.ndarray, pool: np.ndarray, count: int) -> list[int]:
         """Indices of ``count`` coalitions of ``pool`` chosen greedily by the reduction of Σ var(φ_i)."""
